@@ -1,0 +1,9 @@
+"""``nasfe-train``: offline tools (degradations, test sets, search, training, export)."""
+
+from engine.cli import build_main
+
+# One module per sub-command; add yours here.
+COMMANDS: list[str] = [
+]
+
+main = build_main("nasfe-train", "NASFE offline training tools.", COMMANDS)
