@@ -3,6 +3,8 @@
 from engine.cli import build_main
 
 COMMANDS: list[str] = [
+    "training.commands.verify",
+    "training.commands.eval_run",
 ]
 
 main = build_main("nasfe-eval", "Evaluate NASFE engines and face recognisers.", COMMANDS)

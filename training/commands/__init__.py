@@ -1,0 +1,1 @@
+"""Sub-command modules of nasfe-train and nasfe-eval (see engine.cli.build_main)."""
