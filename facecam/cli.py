@@ -3,6 +3,9 @@
 from engine.cli import build_main
 
 COMMANDS: list[str] = [
+    "facecam.commands.run",
+    "facecam.commands.enhance",
+    "facecam.commands.doctor",
 ]
 
 main = build_main("nasfe-cam", "NASFE Cam: real-time face enhancement for video calls.", COMMANDS)

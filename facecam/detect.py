@@ -7,11 +7,7 @@ they give no landmarks, and alignment needs eyes, nose and mouth.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +16,7 @@ import cv2
 import numpy as np
 
 from engine.align import landmarks4_from_blazeface6, landmarks4_from_yunet5
+from facecam.quiet import native_stderr_silenced
 
 __all__ = [
     "MODELS_DIR",
@@ -83,24 +80,6 @@ def _check_frame(frame: np.ndarray) -> None:
         raise ValueError(f"unexpected frame: {frame.shape} {frame.dtype} != (H, W, 3) uint8")
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Mute C++ log lines written straight to file descriptor 2 (LiteRT's INFO banner on load/close).
-
-    MediaPipe 1.2 offers no switch for them; Python-level errors still propagate as exceptions.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _largest(faces: list[Face], max_faces: int) -> list[Face]:
     return sorted(faces, key=lambda f: f.area_px, reverse=True)[:max_faces]
 
@@ -132,7 +111,7 @@ class MediaPipeDetector:
             running_mode=vision.RunningMode.VIDEO,
             min_detection_confidence=min_score,
         )
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._task = vision.FaceDetector.create_from_options(options)
             # The first call logs a memory-alignment warning; make it here, on a blank frame.
             blank = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
@@ -166,7 +145,7 @@ class MediaPipeDetector:
 
     def close(self) -> None:
         """Shut the MediaPipe task down (idempotent)."""
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._task.close()
 
     def __enter__(self) -> MediaPipeDetector:
@@ -192,7 +171,7 @@ class YuNetDetector:
     ) -> None:
         if not Path(model_path).is_file():
             raise FileNotFoundError(2, "face detector model not found", str(model_path))
-        with _native_stderr_silenced():  # OpenCV's DNN logs a backend warning on the first run
+        with native_stderr_silenced():  # OpenCV's DNN logs a backend warning on the first run
             self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), min_score, 0.3, 50)
             self._net.detect(np.zeros((320, 320, 3), np.uint8))
         self._size: tuple[int, int] = (320, 320)

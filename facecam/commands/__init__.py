@@ -1,0 +1,1 @@
+"""``nasfe-cam`` sub-commands: one module each (``NAME``, ``HELP``, ``add_arguments``, ``run``)."""

@@ -1,0 +1,85 @@
+"""Options and loading shared by ``nasfe-cam run`` and ``nasfe-cam enhance``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from engine.enhancer import Enhancer
+from engine.errors import UserError
+from facecam.controls import MODES, PipelineControls
+
+__all__ = ["add_engine_arguments", "load_engine", "controls_from_args", "setup_logging"]
+
+
+def _strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--strength``, ``--mode``, ``--identity``, ``--backend``, ``--weights``."""
+    parser.add_argument(
+        "--strength", type=_strength, default=1.0, metavar="S",
+        help="0 (untouched, bit-exact) to 1 (full enhancement); default 1",
+    )
+    parser.add_argument(
+        "--mode", choices=list(MODES), default="auto",
+        help="what to fix: auto (the engine's classifier decides) or force deblur / denoise / lowlight",
+    )
+    parser.add_argument(
+        "--identity", type=Path, metavar="FILE.npy",
+        help="identity prior of the enrolled user, a (C, h, w) float array saved with numpy.save",
+    )
+    parser.add_argument("--backend", default="auto", help="inference backend for the engine (default auto)")
+    parser.add_argument("--weights", type=Path, help="engine weights file (default: the shipped model)")
+
+
+def load_engine(backend: str, weights: Path | None) -> Enhancer:
+    """The engine from :func:`engine.runtime.load_enhancer`; a one-line UserError if it is unavailable."""
+    try:
+        from engine.runtime import load_enhancer
+    except ImportError as exc:
+        raise UserError(
+            f"the enhancement engine is not available (engine.runtime.load_enhancer: {exc}); "
+            "install a build that ships engine/runtime.py"
+        ) from None
+    if weights is not None and not weights.is_file():
+        raise UserError(f"weights file not found: {weights}")
+    try:
+        return load_enhancer(backend=backend, weights=weights)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise UserError(f"cannot load the engine (backend {backend!r}): {exc}") from None
+
+
+def controls_from_args(args: argparse.Namespace) -> PipelineControls:
+    """Initial live settings from ``--strength``, ``--mode`` and ``--identity``."""
+    identity = None
+    if args.identity is not None:
+        try:
+            identity = np.load(args.identity, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read identity prior {args.identity}: {exc}") from None
+    try:
+        return PipelineControls(strength=args.strength, mode=args.mode, identity=identity)
+    except ValueError as exc:
+        raise UserError(f"{args.identity}: {exc}") from None
+
+
+def setup_logging() -> None:
+    """Warnings from the filter go to stderr as ``nasfe-cam: message`` lines."""
+    logger = logging.getLogger("facecam")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("nasfe-cam: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

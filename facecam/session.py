@@ -1,0 +1,217 @@
+"""Wiring a whole camera filter from a few choices: what ``nasfe-cam run`` and the tray both open.
+
+Resolves the input (webcam / device / file, or the embedded default: the webcam if one opens, else
+the bundled sample clip with simulated degradations) and the output (virtual camera, preview,
+video file, or the embedded default: the virtual camera if one opens, else a video file plus a
+side-by-side PNG), then owns everything it opened.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.enhancer import Enhancer
+from facecam.capture import Capture, CaptureError, is_live, parse_source
+from facecam.controls import PipelineControls
+from facecam.detect import FaceDetector
+from facecam.pipeline import FramePipeline
+from facecam.runner import CameraFilter
+from facecam.simulate import FrameDegrader
+from facecam.sinks import (
+    VCAM_HINT,
+    VIDEO_SUFFIXES,
+    FrameSink,
+    PreviewWindowSink,
+    SideBySidePngSink,
+    VideoFileSink,
+    VirtualCameraSink,
+    has_display,
+)
+from facecam.stats import PipelineStats
+
+__all__ = ["SAMPLE_CLIP", "SessionOptions", "CameraSession", "SessionError"]
+
+log = logging.getLogger(__name__)
+
+#: 640x480 30 fps webcam clip, CC BY 4.0 "Intel IoT DevKit sample videos" (see assets/README.md).
+SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "assets" / "sample" / "webcam_sample.mkv"
+
+
+class SessionError(RuntimeError):
+    """An input or output that cannot be opened; the message says what to do (one line)."""
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What to open. ``None`` means the embedded default.
+
+    Attributes:
+        input: camera index (``"0"``), device path (``/dev/video2``) or video file; ``None``: the
+            webcam if one opens, else :data:`SAMPLE_CLIP` with ``simulate="bnl"``.
+        output: ``"vcam"``, ``"preview"`` or a video file path (``.mp4``, ``.avi``, ``.mkv``); ``None``:
+            the virtual camera if one opens, else ``out_dir/nasfe_cam.mp4`` plus a side-by-side PNG.
+        simulate: degradations applied to the input first (see :mod:`facecam.simulate`), or ``None``.
+        loop: loop a video file; ``None``: loop only the default sample clip feeding a live output.
+        max_frames: stop after this many frames; ``None``: run until the input ends or stop().
+        out_dir: folder for the default file outputs.
+        vcam_device: a specific virtual camera device, or ``None`` for the first free one.
+        seed: seed of the degradation simulator.
+    """
+
+    input: str | None = None
+    output: str | None = None
+    simulate: str | None = None
+    loop: bool | None = None
+    max_frames: int | None = None
+    out_dir: Path = Path("out")
+    vcam_device: str | None = None
+    seed: int = 0
+
+
+class CameraSession:
+    """Opens input, pipeline and outputs from :class:`SessionOptions` and runs a :class:`CameraFilter`.
+
+    Use as a context manager: entering starts the filter, leaving stops it and closes everything
+    (video files are complete and in place afterwards).
+
+    Args:
+        enhancer: the engine.
+        options: what to open.
+        controls: live settings shared with a UI; a fresh :class:`PipelineControls` by default.
+        detector: a face detector to use instead of opening the default one.
+
+    Attributes (after entering):
+        filter: the running :class:`CameraFilter`.
+        notes: one-line messages for the user about the defaults taken (e.g. the virtual-camera hint).
+        input_description, output_description: what was opened, in words.
+
+    Raises:
+        SessionError: an input or output named explicitly cannot be opened.
+    """
+
+    def __init__(
+        self,
+        enhancer: Enhancer,
+        options: SessionOptions = SessionOptions(),
+        *,
+        controls: PipelineControls | None = None,
+        detector: FaceDetector | None = None,
+    ) -> None:
+        self.enhancer = enhancer
+        self.options = options
+        self.controls = controls or PipelineControls()
+        self.stats = PipelineStats()
+        self.notes: list[str] = []
+        self.input_description = ""
+        self.output_description = ""
+        self._detector = detector
+        self._stack = ExitStack()
+        self.filter: CameraFilter | None = None
+
+    def __enter__(self) -> CameraSession:
+        try:
+            live_output = self.options.output in ("vcam", "preview") or (
+                self.options.output is None  # the default tries the virtual camera first
+            )
+            capture = self._stack.enter_context(self._open_input(live_output))
+            sinks = self._open_outputs(capture)
+            pipeline = self._stack.enter_context(
+                FramePipeline(self.enhancer, detector=self._detector, controls=self.controls, stats=self.stats)
+            )
+            self.filter = CameraFilter(capture, pipeline, sinks, max_frames=self.options.max_frames)
+            self._stack.callback(self.filter.stop)
+            self.filter.start()
+        except BaseException as exc:  # half-opened: discard partial outputs, release what was opened
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop and close everything; outputs are kept even after Ctrl-C (stopping is normal use)."""
+        self._stack.close()
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def _open_input(self, live_output: bool) -> Capture:
+        opts = self.options
+        simulate = opts.simulate
+        if opts.input is None:
+            try:
+                capture = self._capture(0, simulate, loop=False, realtime=None)
+                self.input_description = "webcam 0"
+                return capture
+            except CaptureError:
+                simulate = simulate or "bnl"
+                loop = live_output if opts.loop is None else opts.loop
+                self.notes.append(
+                    f"no webcam opened: using the sample clip {SAMPLE_CLIP.name} with --simulate {simulate}"
+                )
+                self.input_description = f"sample clip {SAMPLE_CLIP.name}"
+                return self._capture(str(SAMPLE_CLIP), simulate, loop=loop, realtime=live_output)
+        source = parse_source(opts.input)
+        if not is_live(source) and not Path(source).is_file():  # type: ignore[arg-type]
+            raise SessionError(f"input not found: {source} (expected a camera index, /dev/videoN or a video file)")
+        self.input_description = f"camera {source}" if is_live(source) else f"video file {source}"
+        realtime = True if is_live(source) else live_output
+        return self._capture(source, simulate, loop=bool(opts.loop), realtime=realtime)
+
+    def _capture(self, source: int | str, simulate: str | None, *, loop: bool, realtime: bool | None) -> Capture:
+        degrader = None
+        if simulate not in (None, "none"):
+            degrader = FrameDegrader(kinds=simulate, seed=self.options.seed)  # type: ignore[arg-type]
+        try:
+            return Capture(source, loop=loop, realtime=realtime, transform=degrader, stats=self.stats)
+        except CaptureError as exc:
+            raise SessionError(str(exc)) from exc
+
+    # -- outputs -------------------------------------------------------------------------------
+
+    def _open_outputs(self, capture: Capture) -> list[FrameSink]:
+        opts = self.options
+        size = {"width": capture.width, "height": capture.height}
+        preview_png = opts.out_dir / "nasfe_cam_preview.png"
+        if opts.output in (None, "vcam"):
+            try:
+                vcam = VirtualCameraSink(**size, fps=capture.fps, device=opts.vcam_device)
+            except (RuntimeError, ImportError) as exc:
+                if opts.output == "vcam":
+                    raise SessionError(f"no virtual camera could be opened; to get one: {VCAM_HINT}") from exc
+                log.debug("virtual camera unavailable: %s", exc)
+            else:
+                self._stack.enter_context(vcam)
+                self.output_description = f"virtual camera {vcam.device} ({vcam.backend})"
+                return [vcam]
+            video = opts.out_dir / "nasfe_cam.mp4"
+            self.notes.append(f"no virtual camera: writing {video} and {preview_png}; to get one: {VCAM_HINT}")
+            self.output_description = f"{video} + {preview_png}"
+            return [
+                self._stack.enter_context(VideoFileSink(video, **size, fps=capture.fps)),
+                self._stack.enter_context(SideBySidePngSink(preview_png)),
+            ]
+        if opts.output == "preview":
+            if has_display():
+                self.output_description = "preview window"
+                return [self._stack.enter_context(PreviewWindowSink(on_quit=self._request_stop))]
+            self.notes.append(f"no display: writing the side-by-side preview to {preview_png}")
+            self.output_description = str(preview_png)
+            return [self._stack.enter_context(SideBySidePngSink(preview_png))]
+        path = Path(opts.output)
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise SessionError(
+                f"unknown output {opts.output!r}: expected vcam, preview or a video file "
+                f"({', '.join(VIDEO_SUFFIXES)})"
+            )
+        self.output_description = str(path)
+        try:
+            return [self._stack.enter_context(VideoFileSink(path, **size, fps=capture.fps))]
+        except OSError as exc:
+            raise SessionError(str(exc)) from exc
+
+    def _request_stop(self) -> None:
+        if self.filter is not None:
+            self.filter.request_stop()
