@@ -217,15 +217,28 @@ def only(**flags: float) -> DegradationConfig:
     return DegradationConfig(**probs)
 
 
-def test_lowlight_scales_irradiance_by_r() -> None:
+@pytest.mark.parametrize("linear", [True, False])
+def test_lowlight_scales_irradiance_by_r(linear: bool) -> None:
     x = smooth_faces(8)
-    y, c, p = degrade(x, only(p_lowlight=1.0), gen(12))
+    y, c, p = degrade(x, only(p_lowlight=1.0).replace(linear_lowlight=linear), gen(12))
     assert (c == torch.tensor([0.0, 0.0, 1.0])).all()
     assert ((p.r >= 0.05) & (p.r <= 0.5)).all()
     crf = GammaResponse()
-    ratio = crf.to_irradiance(y, p.crf).mean(dim=(1, 2, 3)) / crf.to_irradiance(x, p.crf).mean(dim=(1, 2, 3))
+    irr_y = y if linear else crf.to_irradiance(y, p.crf)
+    ratio = irr_y.mean(dim=(1, 2, 3)) / crf.to_irradiance(x, p.crf).mean(dim=(1, 2, 3))
     torch.testing.assert_close(ratio, p.r, rtol=1e-3, atol=0)
     assert (y.mean(dim=(1, 2, 3)) < x.mean(dim=(1, 2, 3))).all()
+
+
+def test_linear_lowlight_keeps_dark_noisy_faces_dark() -> None:
+    x = smooth_faces(4)
+    p = DegradationParams.from_values(
+        torch.full((4,), 2.2), r=torch.full((4,), 0.15), sigma_s=torch.full((4,), 0.1), sigma_c=torch.full((4,), 0.1)
+    )
+    linear = apply_degradation(x, p, gen(21))
+    rendered = apply_degradation(x, p, gen(21), DegradationConfig(linear_lowlight=False))
+    # Re-applying the response lifts the clipped read noise into a grey fog.
+    assert linear.mean() < 0.15 < rendered.mean()
 
 
 def test_noise_only_keeps_mean_and_adds_variance() -> None:
@@ -276,20 +289,20 @@ def test_fixed_params_reproduce_a_chosen_degradation() -> None:
         sigma_s=torch.full((2,), 0.1), sigma_c=torch.full((2,), 0.05),
     )
     assert (p.labels == 1).all()
-    y1 = apply_degradation(x, p, gen(18), crf=GammaResponse())
-    y2 = apply_degradation(x, p, gen(18), crf=GammaResponse())
+    y1 = apply_degradation(x, p, gen(18))
+    y2 = apply_degradation(x, p, gen(18))
     assert torch.equal(y1, y2) and y1.shape == x.shape
     assert y1.min() >= 0 and y1.max() <= 1
     clean = DegradationParams.from_values(torch.full((2,), 2.2))
     assert (clean.labels == 0).all()
-    torch.testing.assert_close(apply_degradation(x, clean, gen(), crf=GammaResponse()), x)
+    torch.testing.assert_close(apply_degradation(x, clean, gen()), x)
 
 
 def test_noise_on_rgb_irradiance_differs_from_mosaic_noise() -> None:
     x = smooth_faces(2)
     p = DegradationParams.from_values(torch.full((2,), 2.2), sigma_s=torch.full((2,), 0.1), sigma_c=torch.full((2,), 0.05))
-    mosaic = apply_degradation(x, p, gen(19), crf=GammaResponse())
-    rgb = apply_degradation(x, p, gen(19), crf=GammaResponse(), noise_on_mosaic=False)
+    mosaic = apply_degradation(x, p, gen(19))
+    rgb = apply_degradation(x, p, gen(19), DegradationConfig(noise_on_mosaic=False))
     # Demosaicked noise is spatially correlated: neighbouring residuals agree more.
     def neighbour_corr(y: torch.Tensor) -> float:
         r = (y - x)[:, 1]
