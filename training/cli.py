@@ -4,6 +4,11 @@ from engine.cli import build_main
 
 # One module per sub-command; add yours here.
 COMMANDS: list[str] = [
+    "training.commands.all",
+    "training.commands.pretrain",
+    "training.commands.search",
+    "training.commands.derive",
+    "training.commands.retrain",
     "training.commands.degrade",
     "training.commands.testsets",
     "training.commands.contact_sheet",

@@ -52,7 +52,7 @@ __all__ = [
 def resolve_path(path: str | Path) -> Path:
     """A config path: absolute as is, else relative to the project root."""
     p = Path(path).expanduser()
-    return p if p.is_absolute() else (PROJECT_ROOT / p)
+    return (p if p.is_absolute() else PROJECT_ROOT / p).resolve()
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,22 @@ def _select_records(cfg: DataConfig) -> tuple[Path, list[FaceRecord]]:
     records = select(read_index(root), split="train", sources=list(cfg.sources) or None)
     if not records:
         raise UserError(f"{root}/index.csv has no train faces for sources {list(cfg.sources) or 'all'}")
+    if cfg.max_per_identity:
+        seen: dict[str, int] = {}
+        kept = []
+        for r in records:
+            seen[r.identity] = seen.get(r.identity, 0) + 1
+            if seen[r.identity] <= cfg.max_per_identity:
+                kept.append(r)
+        records = kept
     if cfg.max_images and len(records) > cfg.max_images:
         # Keep whole identities, biggest first, so a small run still has references to use.
         counts: dict[str, int] = {}
         for r in records:
             counts[r.identity] = counts.get(r.identity, 0) + 1
-        order = sorted(counts, key=lambda k: (-counts[k], k))
-        keep, total = set(), 0
-        for name in order:
+        keep: set[str] = set()
+        total = 0
+        for name in sorted(counts, key=lambda k: (-counts[k], k)):
             if total >= cfg.max_images:
                 break
             keep.add(name)

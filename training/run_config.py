@@ -73,6 +73,7 @@ class DataConfig:
         faces_dir: the shared faces folder with ``index.csv`` (absolute, or relative to the project
             root); only ``split == train`` is used.
         sources: keep only these sources (``lfw``, ``celeba``, ``glint``); empty = all.
+        max_per_identity: keep at most this many photos per identity (index order); 0 = all.
         max_images: keep at most this many train images (identities with most images first); 0 = all.
         val_identities: identities held out of training for validation (from the train split).
         val_images: size of the fixed validation batch.
@@ -87,6 +88,7 @@ class DataConfig:
 
     faces_dir: str = "../shared/faces"
     sources: tuple[str, ...] = ()
+    max_per_identity: int = 0
     max_images: int = 0
     val_identities: int = 16
     val_images: int = 32

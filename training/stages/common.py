@@ -1,0 +1,66 @@
+"""Small pieces the trained stages share: loop settings, seeded model init, PSNR, LR schedule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from training.batches import Batch
+from training.loop import LoopSettings
+from training.run_config import StageConfig
+from training.seeding import derive_seed, stream_id
+
+__all__ = ["loop_settings", "seeded_init", "psnr", "cosine_lr", "set_lr", "identity_inputs"]
+
+
+def loop_settings(cfg: StageConfig) -> LoopSettings:
+    """The loop part of a stage config."""
+    return LoopSettings(steps=cfg.steps, ckpt_every=cfg.ckpt_every, eval_every=cfg.eval_every,
+                        log_every=cfg.log_every, max_minutes=cfg.max_minutes)
+
+
+@contextmanager
+def seeded_init(seed: int, name: str) -> Iterator[int]:
+    """Build modules with the global torch RNG seeded from ``(seed, name)``, restoring it afterwards.
+
+    PyTorch's default initialisers draw from the global generator; this keeps model init a function
+    of the run seed without leaking state into the rest of the process. Yields the derived seed.
+    """
+    s = derive_seed(seed, stream_id(name))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s)
+        yield s
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of ``pred`` clamped to [0, 1] against ``target``; ``(B, 3, H, W)`` -> ``(B,)``."""
+    mse = (pred.detach().float().clamp(0, 1) - target.float()).pow(2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+def cosine_lr(step: int, total: int, lr: float, lr_final: float) -> float:
+    """Cosine decay from ``lr`` at step 0 to ``lr_final`` at ``total``."""
+    t = min(max(step / max(total, 1), 0.0), 1.0)
+    return lr_final + 0.5 * (lr - lr_final) * (1.0 + math.cos(math.pi * t))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def identity_inputs(batch: Batch, id_channels: int, id_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(identity, has_identity)`` for the network: the batch's prior, or zeros with an all-zero mask.
+
+    The network always gets a tensor and a mask (never ``None``) so that every parameter of the
+    identity branch takes part in every step, as DistributedDataParallel requires.
+    """
+    has = batch.has_identity.float()
+    if batch.identity is not None:
+        return batch.identity, has
+    b = batch.clean.shape[0]
+    zeros = torch.zeros(b, id_channels, id_size, id_size, device=batch.clean.device)
+    return zeros, torch.zeros_like(has)

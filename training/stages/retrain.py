@@ -1,0 +1,140 @@
+"""Stage 4: retrain the derived (fused) network with the final loss.
+
+Paper sec. 3.3 / 4: ``L_final = L2 + lambda_per * L_per + lambda_iden * L_iden``, Adam, lr 5e-4
+(batch 40 in the paper). The network starts from the search supernet's weights along the derived
+architecture (:func:`engine.build.derive_fused`; ``retrain.from_search: false`` starts the fusion
+cells fresh and takes only the pretrained encoders and classifier). The classifier keeps learning
+its labels with BCE beside the restoration loss (it is detached from the restoration path), and the
+learning rate follows a cosine from ``lr`` to ``lr_final``.
+
+Validation every ``eval_every`` steps on the fixed held-out batch: PSNR with the identity prior,
+without it, and of the degraded input. The best weights by PSNR are kept in ``best/`` with their
+``genotype.json``; the last in ``retrain/weights.safetensors``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from engine.build import build_fused, build_supernet, derive_fused, save_fused
+from engine.errors import UserError
+from engine.genotype import Genotype
+from training.batches import BatchMaker, degradation_config, fixed_batch
+from training.checkpoint import load_weights
+from training.data import ReferencePicker
+from training.loop import StageLoop
+from training.seeding import derive_seed, stream_id
+from training.stages import derive, pretrain, search
+from training.stages.common import cosine_lr, identity_inputs, loop_settings, psnr, set_lr
+from training.stages.context import RunContext
+from training.stages.identity import reference_priors
+
+__all__ = ["run", "best_dir", "weights_path"]
+
+NAME = "retrain"
+
+
+def best_dir(ctx: RunContext) -> Path:
+    return ctx.out / "best"
+
+
+def weights_path(ctx: RunContext) -> Path:
+    return ctx.stage_dir(NAME) / "weights.safetensors"
+
+
+def _initial_network(ctx: RunContext, genotype: Genotype):
+    net_cfg = ctx.net
+    if ctx.cfg.retrain.from_search:
+        supernet = build_supernet(net_cfg)
+        load_weights(search.weights_path(ctx), {"": supernet})
+        return derive_fused(supernet, genotype).train()
+    net = build_fused(genotype, net_cfg, seed=derive_seed(ctx.cfg.seed, stream_id("init-retrain")))
+    load_weights(pretrain.weights_path(ctx), {"encoders": net.encoders, "classifier": net.classifier})
+    return net
+
+
+def run(ctx: RunContext) -> None:
+    """Retrain (or resume) the derived network; keep the best weights by validation PSNR."""
+    ctx.check_fresh(NAME)
+    cfg, rt, data, seed, net_cfg = ctx.cfg.retrain, ctx.runtime, ctx.cfg.data, ctx.cfg.seed, ctx.net
+    gpath = derive.genotype_path(ctx)
+    if not gpath.is_file():
+        raise UserError(f"{gpath} not found: run the derive stage first (nasfe-train derive --out {ctx.out})")
+    genotype = Genotype.load(gpath, net_cfg)
+    needed = search.weights_path(ctx) if cfg.from_search else pretrain.weights_path(ctx)
+    if not needed.is_file():
+        raise UserError(f"{needed} not found: run the earlier stages first")
+    train_idx, val_idx = ctx.split
+    model = _initial_network(ctx, genotype).to(rt.device)
+    net = rt.wrap(model)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scaler = rt.grad_scaler()
+    loop = StageLoop(NAME, ctx.stage_dir(NAME), loop_settings(cfg), rt, {"net": model}, {"adam": opt},
+                     metrics=["loss", "l2", "bce", "lr"], val_metrics=["psnr", "psnr_noid", "psnr_input"],
+                     scaler=scaler)
+    if ctx.resume:
+        loop.resume()
+    loop.state.setdefault("best_psnr", None)
+    loop.state.setdefault("best_step", None)
+
+    priors = reference_priors(ctx)
+    batches = BatchMaker(ctx.faces, train_idx, cfg.batch, seed, "retrain", degradation_config(data), data.augment,
+                         rt.device, rt.rank, rt.world_size, ReferencePicker(ctx.faces.identity, train_idx),
+                         data.n_refs, data.p_no_identity, priors)
+
+    def step(i: int) -> dict[str, float]:
+        lr = cosine_lr(i, cfg.steps, cfg.lr, cfg.lr_final)
+        set_lr(opt, lr)
+        b = batches(i)
+        identity, has = identity_inputs(b, net_cfg.id_channels, net_cfg.id_size)
+        with rt.autocast():
+            restored = net(b.degraded, None, identity, has_identity=has)
+            logits = model.classifier(b.degraded)
+        l2 = F.mse_loss(restored.float(), b.clean)
+        bce = F.binary_cross_entropy_with_logits(logits.float(), b.labels)
+        loss = l2 + bce
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return {"loss": loss.item(), "l2": l2.item(), "bce": bce.item(), "lr": lr}
+
+    val = None
+    if rt.is_main:
+        vrefs = ReferencePicker(ctx.faces.identity, val_idx)
+        val = fixed_batch(ctx.faces, val_idx, min(data.val_images, len(val_idx)), seed, "val-mixed",
+                          degradation_config(data), rt.device, vrefs, data.n_refs, priors)
+
+    @torch.no_grad()
+    def evaluate(i: int) -> dict[str, float]:
+        model.eval()
+        identity, has = identity_inputs(val, net_cfg.id_channels, net_cfg.id_size)
+        with_id = psnr(model(val.degraded, None, identity, has_identity=has), val.clean).mean().item()
+        without = psnr(model(val.degraded, None, None), val.clean).mean().item()
+        model.train()
+        best = loop.state["best_psnr"]
+        if i > 0 and (best is None or with_id > best):
+            loop.state.update(best_psnr=with_id, best_step=i)
+            _save_best(ctx, model, genotype)
+            tqdm.write(f"[retrain] step {i}: new best validation PSNR {with_id:.3f} dB -> {best_dir(ctx)}")
+        return {"psnr": with_id, "psnr_noid": without, "psnr_input": psnr(val.degraded, val.clean).mean().item()}
+
+    loop.run(step, evaluate)
+    if rt.is_main:
+        save_fused(model, weights_path(ctx))
+        if not (best_dir(ctx) / "weights.safetensors").is_file():
+            _save_best(ctx, model, genotype)
+    rt.barrier()
+
+
+def _save_best(ctx: RunContext, model, genotype: Genotype) -> None:
+    folder = best_dir(ctx)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "weights.safetensors.tmp"
+    save_fused(model, tmp)
+    tmp.replace(folder / "weights.safetensors")
+    genotype.save(folder / "genotype.json")
