@@ -31,8 +31,9 @@ def _alpha(cutoff_hz: float, dt_s: float) -> float:
 class OneEuroFilter:
     """One-Euro low-pass filter over a fixed-shape point set (e.g. ``(4, 2)`` landmarks in pixels).
 
-    One cutoff is shared by all points, driven by their mean speed, so the point set moves rigidly
-    instead of its points catching up one by one.
+    One cutoff is shared by all points, driven by the speed of their centroid: the point set moves
+    rigidly instead of its points catching up one by one, and the detector's independent per-point
+    noise, which averages out in the centroid, does not open the filter up.
 
     Args:
         min_cutoff_hz: cutoff frequency (Hz) for a still signal: lower = steadier, more lag.
@@ -40,7 +41,7 @@ class OneEuroFilter:
         d_cutoff_hz: cutoff (Hz) of the low-pass on the speed estimate itself.
     """
 
-    def __init__(self, *, min_cutoff_hz: float = 0.5, beta: float = 0.02, d_cutoff_hz: float = 1.0) -> None:
+    def __init__(self, *, min_cutoff_hz: float = 0.3, beta: float = 0.02, d_cutoff_hz: float = 1.0) -> None:
         if min_cutoff_hz <= 0 or d_cutoff_hz <= 0 or beta < 0:
             raise ValueError(
                 f"cutoffs must be > 0 and beta >= 0, got min_cutoff_hz={min_cutoff_hz}, "
@@ -72,7 +73,7 @@ class OneEuroFilter:
         dt = t_s - self._t
         if dt <= 0:
             return self._x.copy()
-        speed = float(np.linalg.norm((x - self._x).reshape(-1, 2), axis=1).mean()) / dt
+        speed = float(np.linalg.norm((x - self._x).reshape(-1, 2).mean(0))) / dt
         self._speed += _alpha(self.d_cutoff_hz, dt) * (speed - self._speed)
         a = _alpha(self.min_cutoff_hz + self.beta * self._speed, dt)
         self._x = self._x + a * (x - self._x)
@@ -144,7 +145,7 @@ class FaceTracker:
         max_faces: int = 4,
         max_missed: int = 5,
         min_iou: float = 0.2,
-        min_cutoff_hz: float = 0.5,
+        min_cutoff_hz: float = 0.3,
         beta: float = 0.02,
     ) -> None:
         self.max_faces = max_faces
