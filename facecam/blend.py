@@ -132,7 +132,7 @@ class FaceCompositor:
         roi[...] = np.clip(base + alpha * (face_roi - base) + 0.5, 0, 255).astype(np.uint8)
 
 
-def exposure_lut(gain: np.ndarray, *, knee: float = 0.8) -> np.ndarray:
+def exposure_lut(gain: np.ndarray, *, knee: float = 0.5) -> np.ndarray:
     """Per-channel lookup table applying a linear-light gain with a soft highlight roll-off.
 
     Below ``knee`` (linear light) the gain is exact; above it a channel whose gain exceeds 1 is
@@ -175,7 +175,7 @@ class ExposureFollower:
         time_constant_s: float = 0.5,
         release_time_constant_s: float = 2.0,
         max_gain: float = 8.0,
-        knee: float = 0.8,
+        knee: float = 0.5,
     ) -> None:
         self.time_constant_s = time_constant_s
         self.release_time_constant_s = release_time_constant_s
