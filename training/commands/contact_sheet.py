@@ -23,7 +23,10 @@ from training.testsets import (
 )
 
 NAME = "contact-sheet"
-HELP = "Write a PNG grid: one test face per row, columns clean | B | N | L | BN | BNL (Table-4 settings)."
+HELP = (
+    "Write a PNG grid: one test face per row, columns clean | B | N | L | BN | BNL (Table-4 settings). "
+    "Example: nasfe-train contact-sheet -o runs/sheet.png --n 4"
+)
 
 _HEADER = 28
 

@@ -11,7 +11,10 @@ from training.degrade import DegradationConfig, degrade
 from training.faces import crops_to_tensor, read_rgb, tensor_to_crops, write_rgb
 
 NAME = "degrade"
-HELP = "Degrade one image with random blur / noise / low light (all three if none is chosen)."
+HELP = (
+    "Degrade one image with random blur / noise / low light (all three if none is chosen). "
+    "Example: nasfe-train degrade face.jpg -o face_bnl.png --seed 1"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

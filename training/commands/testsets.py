@@ -10,7 +10,10 @@ from engine.errors import UserError
 from training.testsets import TEST_SETS, TEST_SOURCES, build_testsets, expected_counts
 
 NAME = "testsets"
-HELP = "Build Test-B/N/L/BN/BNL (paper Table 4) from split == test faces: PNGs, manifest.csv, kernels.npz."
+HELP = (
+    "Build Test-B/N/L/BN/BNL (paper Table 4) from split == test faces: PNGs, manifest.csv, kernels.npz. "
+    "Example: nasfe-train testsets --out runs/testsets --limit 20 --per-image 8"
+)
 
 
 def _names(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
