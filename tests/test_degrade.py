@@ -335,3 +335,16 @@ def test_config_rejects_bad_values(changes: dict, match: str) -> None:
 def test_degrade_rejects_grayscale() -> None:
     with pytest.raises(ValueError, match=r"expected shape \(N, 3, H, W\), got \(2, 1, 8, 8\)"):
         degrade(torch.rand(2, 1, 8, 8), DegradationConfig(), gen())
+
+
+def test_pipeline_accepts_measured_response_curves() -> None:
+    grid = torch.linspace(0, 1, 256)
+    curves = TabulatedResponse(torch.stack([grid ** (1 / 2.0), grid ** (1 / 2.4)]))
+    cfg = only(p_lowlight=1.0).replace(crf=curves, linear_lowlight=False)
+    x = smooth_faces(4)
+    y, _, p = degrade(x, cfg, gen(22))
+    assert set(p.crf.tolist()) <= {0.0, 1.0}
+    ratio = curves.to_irradiance(y, p.crf).mean(dim=(1, 2, 3)) / curves.to_irradiance(x, p.crf).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(ratio, p.r, rtol=5e-3, atol=0)
+    with pytest.raises(TypeError, match="crf: expected a ResponseCurve"):
+        DegradationConfig(crf=2.2)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ Response curves are pluggable: anything with ``sample`` / ``to_image`` / ``to_ir
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -50,6 +51,7 @@ def _per_sample(param: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return param.to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
 
+@dataclass(frozen=True)
 class GammaResponse:
     """``f(L) = L^(1/gamma)`` with gamma drawn uniformly from ``[low, high]`` per image.
 
@@ -58,13 +60,12 @@ class GammaResponse:
         high: largest gamma (>= low). The defaults bracket sRGB's effective 2.2.
     """
 
-    def __init__(self, low: float = 1.5, high: float = 2.5) -> None:
-        if not 1.0 <= low <= high:
-            raise ValueError(f"gamma range: expected 1 <= low <= high, got [{low}, {high}]")
-        self.low, self.high = low, high
+    low: float = 1.5
+    high: float = 2.5
 
-    def __repr__(self) -> str:
-        return f"GammaResponse(low={self.low}, high={self.high})"
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.low <= self.high:
+            raise ValueError(f"gamma range: expected 1 <= low <= high, got [{self.low}, {self.high}]")
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.low + (self.high - self.low) * torch.rand(n, generator=generator, device=generator.device)
