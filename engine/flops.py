@@ -1,0 +1,170 @@
+"""Parameter and FLOP counts, the worst-case FLOPs of any derived network, CPU latency.
+
+FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``: 2 per multiply-add of every
+convolution and matrix product (including the DFT matmuls of ``fft_op`` and attention);
+element-wise work (activations, BN, additions, resampling) is not counted.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from engine.blocks import CellInput
+from engine.configs import NASFEConfig, get_config
+from engine.fused import NASFENet
+from engine.genotype import BlockGene, Genotype, all_paths
+from engine.ops import create_op
+from engine.ops.layers import ConvBN
+
+__all__ = [
+    "count_params",
+    "count_flops",
+    "example_inputs",
+    "network_flops",
+    "WorstCase",
+    "worst_case",
+    "measure_latency",
+    "FLOP_COUNTER",
+]
+
+#: How FLOPs are counted (shown by ``nasfe-train info``).
+FLOP_COUNTER = "torch.utils.flop_counter.FlopCounterMode (2 per multiply-add of conv/matmul; element-wise not counted)"
+
+
+def count_params(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (learnable, by default) parameter elements."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def count_flops(module: nn.Module, *args: object, **kwargs: object) -> int:
+    """FLOPs of one ``module(*args, **kwargs)`` call (see module docstring for what counts)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        module(*args, **kwargs)
+    return int(counter.get_total_flops())
+
+
+def example_inputs(config: NASFEConfig, batch: int = 1, size: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A random image ``(batch, 3, S, S)`` in [0, 1] and identity prior ``(batch, id_channels, h, h)``."""
+    g = torch.Generator().manual_seed(seed)
+    s = size or config.crop_size
+    return (
+        torch.rand(batch, 3, s, s, generator=g),
+        torch.randn(batch, config.id_channels, config.id_size, config.id_size, generator=g),
+    )
+
+
+def network_flops(net: nn.Module, config: NASFEConfig, size: int | None = None) -> int:
+    """FLOPs of one crop through ``net`` with the classifier (``prior=None``) and an identity prior."""
+    x, identity = example_inputs(config, 1, size)
+    was_training = net.training
+    net.eval()
+    try:
+        return count_flops(net, x, None, identity)
+    finally:
+        net.train(was_training)
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    """The most expensive network a config's search can derive, and its counted FLOPs."""
+
+    genotype: Genotype
+    flops: int
+
+
+def _level_shape(config: NASFEConfig, level: int, size: int) -> tuple[int, int]:
+    return config.fusion_channels[level], size // (config.stem * 2 ** (config.fusion_down + level))
+
+
+def worst_case(config: str | NASFEConfig, size: int | None = None) -> WorstCase:
+    """The derived network with the most FLOPs over every path and every operator choice.
+
+    FLOPs are additive over a cell's parts, and every block slot reads a state of the cell's width,
+    so the worst cell puts one operator (the costliest summed over the path's levels) on all
+    ``2 * blocks`` slots, reads both cell inputs, and the worst path maximises that plus its input
+    resamplers. Part costs are counted on each part alone; the winner is then built and counted
+    whole (that number is returned, so the bound is measured, not estimated).
+    """
+    cfg = get_config(config)
+    s = size or cfg.crop_size
+    ops = [op for op in cfg.ops if op != "zero"]
+
+    def part(module: nn.Module, level: int) -> int:
+        c, side = _level_shape(cfg, level, s)
+        return count_flops(module.eval(), torch.zeros(1, module_in_channels(module, c), side, side))
+
+    def module_in_channels(module: nn.Module, c: int) -> int:
+        return module.conv.conv.in_channels if isinstance(module, CellInput) else c
+
+    op_cost = {(op, lv): part(create_op(op, _level_shape(cfg, lv, s)[0]), lv) for op in ops for lv in range(cfg.levels)}
+    out_cost = {lv: part_out(cfg, lv, s) for lv in range(cfg.levels)}
+    resample: dict[tuple[int, int], int] = {}
+
+    def resample_cost(src: int, dst: int) -> int:
+        if (src, dst) not in resample:
+            c_src, side_src = _level_shape(cfg, src, s)
+            resample[(src, dst)] = count_flops(
+                CellInput(c_src, cfg.fusion_channels[dst], dst - src).eval(), torch.zeros(1, c_src, side_src, side_src)
+            )
+        return resample[(src, dst)]
+
+    best: tuple[int, str, tuple[int, ...]] | None = None
+    for path in all_paths(cfg.layers, cfg.levels):
+        levels = (0, 0, *path)
+        fixed = sum(
+            resample_cost(levels[i + 1], levels[i + 2]) + resample_cost(levels[i], levels[i + 2]) + out_cost[levels[i + 2]]
+            for i in range(cfg.layers)
+        )
+        for op in ops:
+            total = fixed + 2 * cfg.blocks * sum(op_cost[(op, lv)] for lv in path)
+            if best is None or total > best[0]:
+                best = (total, op, path)
+    assert best is not None
+    _, op, path = best
+    blocks = tuple(BlockGene((0, 1), (op, op)) for _ in range(cfg.blocks))
+    genotype = Genotype(cfg.name, blocks, path)
+    return WorstCase(genotype, network_flops(NASFENet(cfg, genotype), cfg, s))
+
+
+def part_out(cfg: NASFEConfig, level: int, size: int) -> int:
+    """FLOPs of a cell's output projection (concat of ``blocks`` states -> 1x1 conv) at ``level``."""
+    c, side = _level_shape(cfg, level, size)
+    return count_flops(ConvBN(cfg.blocks * c, c, 1).eval(), torch.zeros(1, cfg.blocks * c, side, side))
+
+
+@torch.no_grad()
+def measure_latency(
+    net: nn.Module,
+    x: Tensor,
+    *,
+    threads: int,
+    channels_last: bool = True,
+    warmup: int = 10,
+    runs: int = 50,
+    **kwargs: object,
+) -> float:
+    """Median wall time in milliseconds of ``net(x, **kwargs)`` on ``threads`` CPU threads."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        net.eval()
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        times = []
+        for i in range(warmup + runs):
+            t = time.perf_counter()
+            net(x, **kwargs)
+            if i >= warmup:
+                times.append((time.perf_counter() - t) * 1000.0)
+        return statistics.median(times)
+    finally:
+        torch.set_num_threads(old)
