@@ -120,8 +120,9 @@ def test_identity_loss_angles_masking_and_gradcheck():
     mask = torch.tensor([[True, False], [False, False]])
     assert math.isclose(identity_loss(e, refs, mask).item(), math.pi / 2, rel_tol=1e-6)  # row 2 has no refs
     assert identity_loss(e, refs, torch.zeros(2, 2, dtype=torch.bool)).item() == 0.0
-    x = torch.nn.functional.normalize(torch.randn(2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4)), dim=1)
-    r = torch.nn.functional.normalize(torch.randn(2, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5)), dim=2)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.nn.functional.normalize(torch.randn(2, 4, dtype=torch.float64, generator=gen), dim=1)
+    r = torch.nn.functional.normalize(torch.randn(2, 3, 4, dtype=torch.float64, generator=gen), dim=2)
     assert torch.autograd.gradcheck(lambda a: identity_loss(a, r), (x.requires_grad_(True),))
     with pytest.raises(ValueError, match=r"got \(2, 2\) and \(2, 2\)"):
         identity_loss(e, refs[:, 0])

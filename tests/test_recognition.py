@@ -164,8 +164,9 @@ def test_dlib_reader_rejects_other_files(tmp_path):
 
 def test_mobilefacenet_port_matches_tflite_interpreter(mfn_net):
     interpreter_mod = pytest.importorskip("ai_edge_litert.interpreter")
-    files = [sorted((FACES / "glint" / "Barack_Obama").iterdir())[0], sorted((FACES / "glint" / "Drew_Barrymore").iterdir())[0]]
-    imgs = np.stack([cv2.imread(str(f))[:, :, ::-1] for f in files]).astype(np.float32)  # already ArcFace-aligned
+    files = [sorted((FACES / "glint" / who).iterdir())[0] for who in ("Barack_Obama", "Drew_Barrymore")]
+    # Glint360k photos are already ArcFace-aligned 112x112.
+    imgs = np.stack([cv2.imread(str(f))[:, :, ::-1] for f in files]).astype(np.float32)
     it = interpreter_mod.Interpreter(
         model_path=str(MFN_TFLITE),
         experimental_op_resolver_type=interpreter_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,

@@ -158,7 +158,8 @@ def verify(
     usable = [p for p in pairs if p.a in landmarks and p.b in landmarks]
     missing = len(pairs) - len(usable)
     if pairs_per_fold is not None:
-        usable = [p for k in sorted({p.fold for p in usable}) for p in [q for q in usable if q.fold == k][:pairs_per_fold]]
+        by_fold = {k: [p for p in usable if p.fold == k] for k in sorted({p.fold for p in usable})}
+        usable = [p for fold in by_fold.values() for p in fold[:pairs_per_fold]]
     if not usable or len({p.fold for p in usable}) < 2:
         raise UserError(f"too few LFW pairs with images in {faces} ({len(usable)} usable)")
     paths = sorted({p.a for p in usable} | {p.b for p in usable})
@@ -167,5 +168,7 @@ def verify(
     same = np.array([p.same for p in usable])
     folds = np.array([p.fold for p in usable])
     accs, thresholds = ten_fold_accuracy(scores, same, folds)
-    result = VerificationResult(name, len(pairs), missing, len(usable), float(np.mean(accs)), float(np.std(accs)), accs, thresholds)
+    result = VerificationResult(
+        name, len(pairs), missing, len(usable), float(np.mean(accs)), float(np.std(accs)), accs, thresholds
+    )
     return result, scores, same
