@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.align import CROP_SIZE
-from engine.recognition.dlib_resnet import DlibResNet, load_dlib_resnet
+from engine.recognition.dlib_resnet import DlibCropFeatures, DlibResNet, load_dlib_resnet
 
 __all__ = [
     "ID_CHANNELS",
@@ -93,11 +93,10 @@ class IdentityEncoder(nn.Module):
 
     def __init__(self, recognizer: DlibResNet | None = None, crop_size: int = CROP_SIZE) -> None:
         super().__init__()
-        self.recognizer = load_dlib_resnet() if recognizer is None else recognizer
-        self.warp = self.recognizer.crop_warp(crop_size)
+        self.features = DlibCropFeatures(recognizer, crop_size)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        return instance_norm(self.recognizer(self.warp(crops)).level2)
+        return instance_norm(self.features(crops).level2)
 
 
 @functools.lru_cache(maxsize=4)
@@ -212,7 +211,7 @@ class ReferenceTable:
         dev = next(enc.parameters()).device
         maps, vectors = [], []
         for start in tqdm(range(0, len(crops_rgb), batch_size), desc="reference photos", unit="batch"):
-            feats = enc.recognizer(enc.warp(_to_tensor(np.asarray(crops_rgb[start : start + batch_size])).to(dev)))
+            feats = enc.features(_to_tensor(np.asarray(crops_rgb[start : start + batch_size])).to(dev))
             maps.append(instance_norm(feats.level2).half().cpu())
             vectors.append(feats.embedding.float().cpu())
         empty = torch.zeros(0, ID_CHANNELS, ID_SIZE, ID_SIZE, dtype=torch.float16)

@@ -79,7 +79,7 @@ def test_reference_prior_is_mean_of_normalised_level2_maps(crops_u8, encoder):
     x = _t(crops_u8[PEOPLE[0]][:3])
     with torch.no_grad():
         prior = reference_prior(x)
-        per_photo = instance_norm(encoder.recognizer(encoder.warp(x)).level2)
+        per_photo = instance_norm(encoder.features(x).level2)
     assert prior.shape == (ID_CHANNELS, ID_SIZE, ID_SIZE)
     assert torch.allclose(prior, per_photo.mean(0), atol=1e-5)
     with pytest.raises(ValueError, match="n >= 1"):
@@ -132,7 +132,7 @@ def test_reference_table_matches_direct_priors_and_embeddings(crops_u8, encoder)
         assert torch.allclose(prior[0], reference_prior(_t(photos[:2])), atol=2e-2)
         assert torch.equal(prior[1], torch.zeros_like(prior[1]))
         emb, mask = table.embeddings(refs, torch.device("cpu"))
-        direct = encoder.recognizer(encoder.warp(_t(photos[[3]]))).embedding[0]
+        direct = encoder.features(_t(photos[[3]])).embedding[0]
     assert emb.shape == (3, 3, 128) and torch.equal(mask, torch.from_numpy(refs >= 0))
     assert torch.allclose(emb[2, 0], direct, atol=1e-5)
     with pytest.raises(ValueError, match="out of range"):

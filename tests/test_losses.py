@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from engine.align import CROP_SIZE, TEMPLATE4
+from engine.recognition import DlibCropFeatures
 from training.losses import (
     LAMBDA_IDEN,
     LAMBDA_PER,
@@ -18,7 +19,6 @@ from training.losses import (
     IdentityLoss,
     L2Loss,
     PerceptualLoss,
-    RecognizerFeatures,
     identity_loss,
     l2_loss,
     perceptual_loss,
@@ -42,8 +42,8 @@ def clean() -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def features() -> RecognizerFeatures:
-    return RecognizerFeatures()
+def features() -> DlibCropFeatures:
+    return DlibCropFeatures()
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.align import CROP_SIZE
 from engine.identity import masked_mean
-from engine.recognition import DlibFeatures, DlibResNet, load_dlib_resnet
+from engine.recognition import DlibCropFeatures
 
 __all__ = [
     "LAMBDA_PER",
@@ -31,7 +30,6 @@ __all__ = [
     "perceptual_loss",
     "identity_loss",
     "L2Loss",
-    "RecognizerFeatures",
     "PerceptualLoss",
     "IdentityLoss",
     "FinalLossOutput",
@@ -129,39 +127,14 @@ class L2Loss(nn.Module):
         return l2_loss(restored, clean)
 
 
-class RecognizerFeatures(nn.Module):
-    """Frozen dlib ResNet applied to model crops: ``(B, 3, S, S)`` RGB [0, 1] -> :class:`DlibFeatures`.
-
-    Args:
-        recognizer: frozen :class:`DlibResNet`; ``None`` loads the shipped weights.
-        crop_size: side ``S`` of the model crops.
-    """
-
-    def __init__(self, recognizer: DlibResNet | None = None, crop_size: int = CROP_SIZE) -> None:
-        super().__init__()
-        self.recognizer = (load_dlib_resnet() if recognizer is None else recognizer).requires_grad_(False)
-        self.warp = self.recognizer.crop_warp(crop_size)
-        self.recognizer.eval()
-
-    def train(self, mode: bool = True) -> RecognizerFeatures:
-        """The recogniser stays in eval mode whatever the surrounding model does."""
-        super().train(mode)
-        self.recognizer.eval()
-        return self
-
-    def forward(self, crops: torch.Tensor) -> DlibFeatures:
-        _check_images("crops", crops)
-        return self.recognizer(self.warp(crops))
-
-
 class PerceptualLoss(nn.Module):
     """Eq. 10 on a dlib feature map (``layer``: ``"level3"`` default, or ``"level2"``) of model crops."""
 
-    def __init__(self, features: RecognizerFeatures | None = None, layer: str = "level3") -> None:
+    def __init__(self, features: DlibCropFeatures | None = None, layer: str = "level3") -> None:
         super().__init__()
         if layer not in _LAYERS:
             raise ValueError(f"layer must be one of {_LAYERS}, got {layer!r}")
-        self.features = RecognizerFeatures() if features is None else features
+        self.features = DlibCropFeatures() if features is None else features
         self.layer = layer
 
     def forward(self, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -175,9 +148,9 @@ class IdentityLoss(nn.Module):
     :class:`engine.identity.ReferenceTable`) or, when ``references`` is ``None``, against the clean
     target itself."""
 
-    def __init__(self, features: RecognizerFeatures | None = None) -> None:
+    def __init__(self, features: DlibCropFeatures | None = None) -> None:
         super().__init__()
-        self.features = RecognizerFeatures() if features is None else features
+        self.features = DlibCropFeatures() if features is None else features
 
     def forward(
         self, restored: torch.Tensor, references: torch.Tensor | None = None,
@@ -220,13 +193,13 @@ class FinalLoss(nn.Module):
 
     def __init__(
         self, lambda_per: float = LAMBDA_PER, lambda_iden: float = LAMBDA_IDEN,
-        features: RecognizerFeatures | None = None, layer: str = "level3",
+        features: DlibCropFeatures | None = None, layer: str = "level3",
     ) -> None:
         super().__init__()
         if layer not in _LAYERS:
             raise ValueError(f"layer must be one of {_LAYERS}, got {layer!r}")
         self.lambda_per, self.lambda_iden, self.layer = lambda_per, lambda_iden, layer
-        self.features = RecognizerFeatures() if features is None else features
+        self.features = DlibCropFeatures() if features is None else features
 
     def forward(
         self, restored: torch.Tensor, clean: torch.Tensor,

@@ -20,6 +20,7 @@ from engine.errors import UserError
 from engine.recognition.dlib_resnet import (
     DLIB_CHIP_SIZE,
     DLIB_TEMPLATE4,
+    DlibCropFeatures,
     DlibFeatures,
     DlibResNet,
     load_dlib_resnet,
@@ -34,6 +35,7 @@ __all__ = [
     "DLIB_TEMPLATE4",
     "RECOGNIZERS",
     "CropWarp",
+    "DlibCropFeatures",
     "DlibFeatures",
     "DlibResNet",
     "MobileFaceNet",

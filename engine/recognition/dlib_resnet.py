@@ -43,6 +43,7 @@ __all__ = [
     "DLIB_WEIGHTS",
     "DlibFeatures",
     "DlibResNet",
+    "DlibCropFeatures",
     "load_dlib_resnet",
 ]
 
@@ -165,6 +166,34 @@ class DlibResNet(nn.Module):
     def crop_warp(self, crop_size: int = CROP_SIZE) -> CropWarp:
         """Differentiable warp from ``engine.align`` model crops of ``crop_size`` to this net's chip."""
         return CropWarp(TEMPLATE4, crop_size, DLIB_TEMPLATE4, DLIB_CHIP_SIZE)
+
+
+class DlibCropFeatures(nn.Module):
+    """A frozen :class:`DlibResNet` applied to ``engine.align`` model crops through the fixed chip warp.
+
+    Args:
+        recognizer: frozen network; ``None`` loads the shipped weights (CPU).
+        crop_size: side ``S`` of the model crops.
+
+    ``forward``: ``(B, 3, S, S)`` float RGB [0, 1] -> :class:`DlibFeatures`, differentiable w.r.t. the
+    crops. The network stays in eval mode and never requires gradients, whatever mode the module
+    holding this one is put in.
+    """
+
+    def __init__(self, recognizer: DlibResNet | None = None, crop_size: int = CROP_SIZE) -> None:
+        super().__init__()
+        self.recognizer = (load_dlib_resnet() if recognizer is None else recognizer).requires_grad_(False).eval()
+        self.warp = self.recognizer.crop_warp(crop_size)
+
+    def train(self, mode: bool = True) -> DlibCropFeatures:
+        super().train(mode)
+        self.recognizer.eval()
+        return self
+
+    def forward(self, crops: torch.Tensor) -> DlibFeatures:
+        if crops.ndim != 4 or crops.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, S, S) RGB crops, got shape {tuple(crops.shape)}")
+        return self.recognizer(self.warp(crops))
 
 
 @functools.lru_cache(maxsize=4)

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from engine.errors import UserError
 from engine.recognition import RECOGNIZERS, load_recognizer
@@ -57,7 +58,13 @@ def _plot(path: Path, scores: np.ndarray, same: np.ndarray, threshold: float, ti
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or (args.pairs_per_fold is not None and args.pairs_per_fold < 1):
         raise UserError("--batch-size and --pairs-per-fold must be positive")
-    net = load_recognizer(args.recognizer, args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        raise UserError(f"bad --device {args.device!r}: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: no CUDA GPU is available")
+    net = load_recognizer(args.recognizer, device)
     result, scores, same = verify(net, args.faces, args.recognizer, args.batch_size, args.pairs_per_fold)
     headline = f"{result.recognizer}: LFW accuracy {100 * result.accuracy:.2f}% ± {100 * result.std:.2f}"
     detail = (f"10 folds, {result.pairs_used} of {result.pairs_total} pairs "
