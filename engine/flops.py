@@ -7,8 +7,10 @@ element-wise work (activations, BN, additions, resampling) is not counted.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +31,7 @@ __all__ = [
     "network_flops",
     "WorstCase",
     "worst_case",
+    "param_range",
     "measure_latency",
     "FLOP_COUNTER",
 ]
@@ -81,63 +84,88 @@ class WorstCase:
 
 
 def _level_shape(config: NASFEConfig, level: int, size: int) -> tuple[int, int]:
+    """Channels and side of fusion level ``level`` for ``size x size`` crops."""
     return config.fusion_channels[level], size // (config.stem * 2 ** (config.fusion_down + level))
+
+
+def _extreme_genotype(
+    cfg: NASFEConfig,
+    op_cost: Callable[[str, int], int],
+    input_cost: Callable[[int, int], int],
+    out_cost: Callable[[int], int],
+    largest: bool,
+) -> Genotype:
+    """The genotype maximising (or minimising) an additive cost over every path and operator choice.
+
+    Costs add up over a cell's parts and every block slot reads a state of the cell's width, so the
+    extreme cell puts one operator (the extreme one summed over the path's levels) on all
+    ``2 * blocks`` slots; block 0 always reads both cell inputs, so every cell pays both resamplers
+    (``input_cost(source_level, level)``) and its output projection (``out_cost(level)``).
+    """
+    ops = [op for op in cfg.ops if op != "zero"]
+    sign = 1 if largest else -1
+    best: tuple[int, str, tuple[int, ...]] | None = None
+    for path in all_paths(cfg.layers, cfg.levels):
+        lv = (0, 0, *path)
+        fixed = sum(
+            input_cost(lv[i + 1], lv[i + 2]) + input_cost(lv[i], lv[i + 2]) + out_cost(lv[i + 2])
+            for i in range(cfg.layers)
+        )
+        for op in ops:
+            total = sign * (fixed + 2 * cfg.blocks * sum(op_cost(op, level) for level in path))
+            if best is None or total > best[0]:
+                best = (total, op, path)
+    assert best is not None
+    _, op, path = best
+    return Genotype(cfg.name, tuple(BlockGene((0, 1), (op, op)) for _ in range(cfg.blocks)), path)
 
 
 def worst_case(config: str | NASFEConfig, size: int | None = None) -> WorstCase:
     """The derived network with the most FLOPs over every path and every operator choice.
 
-    FLOPs are additive over a cell's parts, and every block slot reads a state of the cell's width,
-    so the worst cell puts one operator (the costliest summed over the path's levels) on all
-    ``2 * blocks`` slots, reads both cell inputs, and the worst path maximises that plus its input
-    resamplers. Part costs are counted on each part alone; the winner is then built and counted
-    whole (that number is returned, so the bound is measured, not estimated).
+    Part costs are counted on each part alone to find it (see :func:`_extreme_genotype`); the winner
+    is then built and counted whole, so the returned bound is measured, not estimated.
     """
     cfg = get_config(config)
     s = size or cfg.crop_size
-    ops = [op for op in cfg.ops if op != "zero"]
 
-    def part(module: nn.Module, level: int) -> int:
+    @functools.cache
+    def op_cost(op: str, level: int) -> int:
         c, side = _level_shape(cfg, level, s)
-        return count_flops(module.eval(), torch.zeros(1, module_in_channels(module, c), side, side))
+        return count_flops(create_op(op, c).eval(), torch.zeros(1, c, side, side))
 
-    def module_in_channels(module: nn.Module, c: int) -> int:
-        return module.conv.conv.in_channels if isinstance(module, CellInput) else c
+    @functools.cache
+    def input_cost(src: int, dst: int) -> int:
+        c, side = _level_shape(cfg, src, s)
+        return count_flops(CellInput(c, cfg.fusion_channels[dst], dst - src).eval(), torch.zeros(1, c, side, side))
 
-    op_cost = {(op, lv): part(create_op(op, _level_shape(cfg, lv, s)[0]), lv) for op in ops for lv in range(cfg.levels)}
-    out_cost = {lv: part_out(cfg, lv, s) for lv in range(cfg.levels)}
-    resample: dict[tuple[int, int], int] = {}
+    @functools.cache
+    def out_cost(level: int) -> int:
+        c, side = _level_shape(cfg, level, s)
+        return count_flops(ConvBN(cfg.blocks * c, c, 1).eval(), torch.zeros(1, cfg.blocks * c, side, side))
 
-    def resample_cost(src: int, dst: int) -> int:
-        if (src, dst) not in resample:
-            c_src, side_src = _level_shape(cfg, src, s)
-            resample[(src, dst)] = count_flops(
-                CellInput(c_src, cfg.fusion_channels[dst], dst - src).eval(), torch.zeros(1, c_src, side_src, side_src)
-            )
-        return resample[(src, dst)]
-
-    best: tuple[int, str, tuple[int, ...]] | None = None
-    for path in all_paths(cfg.layers, cfg.levels):
-        levels = (0, 0, *path)
-        fixed = sum(
-            resample_cost(levels[i + 1], levels[i + 2]) + resample_cost(levels[i], levels[i + 2]) + out_cost[levels[i + 2]]
-            for i in range(cfg.layers)
-        )
-        for op in ops:
-            total = fixed + 2 * cfg.blocks * sum(op_cost[(op, lv)] for lv in path)
-            if best is None or total > best[0]:
-                best = (total, op, path)
-    assert best is not None
-    _, op, path = best
-    blocks = tuple(BlockGene((0, 1), (op, op)) for _ in range(cfg.blocks))
-    genotype = Genotype(cfg.name, blocks, path)
+    genotype = _extreme_genotype(cfg, op_cost, input_cost, out_cost, largest=True)
     return WorstCase(genotype, network_flops(NASFENet(cfg, genotype), cfg, s))
 
 
-def part_out(cfg: NASFEConfig, level: int, size: int) -> int:
-    """FLOPs of a cell's output projection (concat of ``blocks`` states -> 1x1 conv) at ``level``."""
-    c, side = _level_shape(cfg, level, size)
-    return count_flops(ConvBN(cfg.blocks * c, c, 1).eval(), torch.zeros(1, cfg.blocks * c, side, side))
+def param_range(config: str | NASFEConfig) -> tuple[int, int]:
+    """Learnable parameters of the lightest and the heaviest network the config's search can derive
+    (both built and counted)."""
+    cfg = get_config(config)
+
+    @functools.cache
+    def op_cost(op: str, level: int) -> int:
+        return count_params(create_op(op, cfg.fusion_channels[level]))
+
+    def input_cost(src: int, dst: int) -> int:
+        return count_params(CellInput(cfg.fusion_channels[src], cfg.fusion_channels[dst], dst - src))
+
+    def out_cost(level: int) -> int:
+        c = cfg.fusion_channels[level]
+        return count_params(ConvBN(cfg.blocks * c, c, 1))
+
+    low, high = (_extreme_genotype(cfg, op_cost, input_cost, out_cost, largest) for largest in (False, True))
+    return count_params(NASFENet(cfg, low)), count_params(NASFENet(cfg, high))
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@
 TensorRT (and some ONNX runtimes) have no FFT, so the transform is written as multiplications with
 fixed cosine/sine matrices for the feature size: the exported graph holds only ``MatMul`` and
 element-wise nodes. The matrices are built once per ``(size, device)`` in float64, stored as float32
-and cached (:func:`dft_matrices`); a traced/exported graph embeds them as constants.
+and cached (:func:`dft_matrices`); an exported graph embeds them as constants.
 
 Only the non-redundant half of the spectrum (``W // 2 + 1`` columns, as ``torch.fft.rfft2``) is
 computed: the input is real, so the other half is the complex conjugate and costs nothing to skip.
@@ -16,7 +16,6 @@ always runs in float32 (autocast is switched off inside it).
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 
 import torch
@@ -25,16 +24,26 @@ from torch import Tensor, nn
 __all__ = ["dft_matrices", "rdft2", "irdft2", "wiener_deconvolution", "WienerDeconvolution"]
 
 
-@functools.lru_cache(maxsize=64)
+_MATRICES: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
+
+
 def dft_matrices(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Cosine and sine matrices ``(n, n)`` float32: ``C[k, m] = cos(2 pi k m / n)``, ``S`` with sin.
 
     Angles are reduced modulo ``n`` in integers before the trigonometry so large ``k * m`` keep full
-    precision. Cached per ``(n, device)``; callers must not modify the result.
+    precision. Cached per ``(n, device)``; callers must not modify the result. Tensors made while a
+    tracer runs (fake tensors under ``torch.export``) are not cached; run the module once eagerly
+    before exporting so the trace embeds the cached matrices as constants.
     """
+    key = (n, torch.device(device))
+    if key in _MATRICES:
+        return _MATRICES[key]
     k = torch.arange(n, dtype=torch.int64)
     angle = (torch.outer(k, k) % n).to(torch.float64) * (2.0 * math.pi / n)
-    return torch.cos(angle).to(device, torch.float32), torch.sin(angle).to(device, torch.float32)
+    pair = torch.cos(angle).to(device, torch.float32), torch.sin(angle).to(device, torch.float32)
+    if type(pair[0]) is Tensor:  # a real tensor, not a tracer's stand-in
+        _MATRICES[key] = pair
+    return pair
 
 
 def rdft2(x: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,7 @@ __all__ = [
     "film",
     "check_image_like",
     "resize_to",
+    "match_format",
 ]
 
 
@@ -155,3 +156,13 @@ def resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def match_format(x: Tensor, like: Tensor) -> Tensor:
+    """``x`` made dense in ``like``'s memory format (channels-last stays channels-last).
+
+    Channel slices and matmul outputs lose the layout; convolutions on CPU then fall back to a slow
+    kernel, so operators restore it before their next convolution. A no-op when already dense.
+    """
+    fmt = torch.channels_last if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous() else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.ops.dft import wiener_deconvolution
-from engine.ops.layers import ConvBN, ReLUConvBN
+from engine.ops.layers import ConvBN, ReLUConvBN, match_format
 from engine.ops.registry import register_op
 
 __all__ = [
@@ -119,7 +119,7 @@ class Res2Block(nn.Module):
         first, *rest = torch.relu(self.inp(x)).split(self.width, dim=1)
         ys = [first]
         for i, (part, conv) in enumerate(zip(rest, self.convs)):
-            ys.append(torch.relu(conv(part if i == 0 else part + ys[-1])))
+            ys.append(torch.relu(conv(match_format(part, x) if i == 0 else part + ys[-1])))
         return x + self.out(torch.cat(ys, dim=1))
 
 
@@ -154,7 +154,7 @@ class FFTOp(nn.Module):
 
     The two halves (``C // 2`` and ``C - C // 2`` channels) each go through a ReLU-3x3 conv-BN to
     ``C // 2`` channels giving ``x1`` (observation) and ``x2`` (kernel);
-    :func:`~engine.ops.dft.wiener_deconvolution` (float32, matmul DFT, ``eps = 0.01``) combines
+    :func:`~engine.ops.dft.wiener_deconvolution` (float32, orthonormal matmul DFT, ``eps = 0.01``) combines
     them and a 1x1 conv + BN restores ``C`` channels and normalises the scale. Working on ``C / 2``
     channels halves the transform cost, which dominates at high resolution.
     """
@@ -172,7 +172,8 @@ class FFTOp(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         xa, xb = x.split(self.split, dim=1)
-        return self.out(wiener_deconvolution(self.conv1(xa), self.conv2(xb), self.eps))
+        y = wiener_deconvolution(self.conv1(match_format(xa, x)), self.conv2(match_format(xb, x)), self.eps)
+        return self.out(match_format(y, x))
 
 
 register_op("zero")(lambda c: Zero())
