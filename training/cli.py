@@ -12,6 +12,8 @@ COMMANDS: list[str] = [
     "training.commands.degrade",
     "training.commands.testsets",
     "training.commands.contact_sheet",
+    "training.commands.info",
+    "training.commands.export",
 ]
 
 main = build_main("nasfe-train", "NASFE offline training tools.", COMMANDS)
