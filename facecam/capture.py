@@ -142,6 +142,9 @@ class Capture:
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         #: Nominal frame rate (frames per second); 30 when the source does not say.
         self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
+        count = 0 if self.live else int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        #: Frames in one pass of a video file (``None`` for cameras or when the container does not say).
+        self.frame_count: int | None = count if count > 0 else None
         self._index = 0
         self._t0 = time.monotonic()
         self.stats.set_source_connected(True)

@@ -6,6 +6,7 @@ COMMANDS: list[str] = [
     "facecam.commands.run",
     "facecam.commands.enhance",
     "facecam.commands.doctor",
+    "facecam.commands.tray",
 ]
 
-main = build_main("nasfe-cam", "NASFE Cam: real-time face enhancement for video calls.", COMMANDS)
+main = build_main("nasfe-cam", "NASFE Cam: real-time face enhancement for video calls.", COMMANDS, default="tray")

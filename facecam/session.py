@@ -89,6 +89,7 @@ class CameraSession:
         filter: the running :class:`CameraFilter`.
         notes: one-line messages for the user about the defaults taken (e.g. the virtual-camera hint).
         input_description, output_description: what was opened, in words.
+        expected_frames: how many frames the run will take, or ``None`` when it runs until stopped.
 
     Raises:
         SessionError: an input or output named explicitly cannot be opened.
@@ -112,18 +113,28 @@ class CameraSession:
         self._detector = detector
         self._stack = ExitStack()
         self.filter: CameraFilter | None = None
+        self.expected_frames: int | None = None
 
     def __enter__(self) -> CameraSession:
         try:
-            live_output = self.options.output in ("vcam", "preview") or (
-                self.options.output is None  # the default tries the virtual camera first
-            )
-            capture = self._stack.enter_context(self._open_input(live_output))
-            sinks = self._open_outputs(capture)
+            capture = self._open_input()
+            try:
+                sinks = self._open_outputs(capture)
+            except BaseException:
+                capture.close()
+                raise
+            if not capture.live and any(sink.live for sink in sinks):
+                # a file feeding a live output stands in for a camera: paced, latest-frame, looping
+                # if asked (the default sample clip loops)
+                capture.close()
+                capture = self._capture(realtime=True, loop=self._loop_when_live)
+            self._stack.enter_context(capture)
             pipeline = self._stack.enter_context(
                 FramePipeline(self.enhancer, detector=self._detector, controls=self.controls, stats=self.stats)
             )
             self.filter = CameraFilter(capture, pipeline, sinks, max_frames=self.options.max_frames)
+            counts = [self.options.max_frames, None if capture.loop else capture.frame_count]
+            self.expected_frames = min((c for c in counts if c is not None), default=None)
             self._stack.callback(self.filter.stop)
             self.filter.start()
         except BaseException as exc:  # half-opened: discard partial outputs, release what was opened
@@ -137,37 +148,43 @@ class CameraSession:
 
     # -- input ---------------------------------------------------------------------------------
 
-    def _open_input(self, live_output: bool) -> Capture:
+    def _open_input(self) -> Capture:
+        """Resolve and open the input; a file is opened for lossless reading (see ``__enter__``)."""
         opts = self.options
-        simulate = opts.simulate
+        self._simulate = opts.simulate
+        self._loop_when_live = bool(opts.loop)
         if opts.input is None:
             try:
-                capture = self._capture(0, simulate, loop=False, realtime=None)
+                self._source: int | str = 0
+                capture = self._capture(realtime=True, loop=False)
                 self.input_description = "webcam 0"
                 return capture
             except CaptureError:
-                simulate = simulate or "bnl"
-                loop = live_output if opts.loop is None else opts.loop
+                self._source = str(SAMPLE_CLIP)
+                self._simulate = self._simulate or "bnl"
+                self._loop_when_live = opts.loop is None or opts.loop
                 self.notes.append(
-                    f"no webcam opened: using the sample clip {SAMPLE_CLIP.name} with --simulate {simulate}"
+                    f"no webcam opened: using the sample clip {SAMPLE_CLIP.name} with --simulate {self._simulate}"
                 )
                 self.input_description = f"sample clip {SAMPLE_CLIP.name}"
-                return self._capture(str(SAMPLE_CLIP), simulate, loop=loop, realtime=live_output)
-        source = parse_source(opts.input)
-        if not is_live(source) and not Path(source).is_file():  # type: ignore[arg-type]
-            raise SessionError(f"input not found: {source} (expected a camera index, /dev/videoN or a video file)")
-        self.input_description = f"camera {source}" if is_live(source) else f"video file {source}"
-        realtime = True if is_live(source) else live_output
-        return self._capture(source, simulate, loop=bool(opts.loop), realtime=realtime)
-
-    def _capture(self, source: int | str, simulate: str | None, *, loop: bool, realtime: bool | None) -> Capture:
-        degrader = None
-        if simulate not in (None, "none"):
-            degrader = FrameDegrader(kinds=simulate, seed=self.options.seed)  # type: ignore[arg-type]
+                return self._capture(realtime=False, loop=bool(opts.loop))
+        self._source = parse_source(opts.input)
+        live = is_live(self._source)
+        if not live and not Path(self._source).is_file():  # type: ignore[arg-type]
+            raise SessionError(
+                f"input not found: {self._source} (expected a camera index, /dev/videoN or a video file)"
+            )
+        self.input_description = f"camera {self._source}" if live else f"video file {self._source}"
         try:
-            return Capture(source, loop=loop, realtime=realtime, transform=degrader, stats=self.stats)
+            return self._capture(realtime=live, loop=bool(opts.loop))
         except CaptureError as exc:
-            raise SessionError(str(exc)) from exc
+            raise SessionError(f"{exc} (try `nasfe-cam doctor`)") from exc
+
+    def _capture(self, *, realtime: bool, loop: bool) -> Capture:
+        degrader = None
+        if self._simulate not in (None, "none"):
+            degrader = FrameDegrader(kinds=self._simulate, seed=self.options.seed)  # type: ignore[arg-type]
+        return Capture(self._source, loop=loop, realtime=realtime, transform=degrader, stats=self.stats)
 
     # -- outputs -------------------------------------------------------------------------------
 

@@ -89,7 +89,7 @@ def _follow(session: CameraSession) -> None:
     """Wait for the filter to finish, showing progress (frames, fps, faces)."""
     running = session.filter
     assert running is not None
-    with tqdm(total=session.options.max_frames, unit="frame", desc="nasfe-cam", leave=False) as bar:
+    with tqdm(total=session.expected_frames, unit="frame", desc="nasfe-cam", leave=False) as bar:
         while not running.wait(0.5):
             _update(bar, session)
         _update(bar, session)
