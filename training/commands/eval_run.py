@@ -8,7 +8,14 @@ from pathlib import Path
 
 from engine.errors import UserError
 from training.eval.baselines import BASELINES
-from training.eval.methods import Method, ModelSpec, baseline_method, model_method, parse_model_spec
+from training.eval.methods import (
+    IDENTITY_MODES,
+    Method,
+    ModelSpec,
+    baseline_method,
+    model_methods,
+    parse_model_spec,
+)
 from training.eval.run import EvalConfig, evaluate, evaluate_real
 
 NAME = "run"
@@ -33,12 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="folder of real photos (no ground truth): YuNet-align and draw grid_real.png")
     parser.add_argument("--out", type=Path, required=True, metavar="REPORT_DIR",
                         help="where report.md, results.json and grid_<set>.png go")
-    parser.add_argument("--genotype", action="append", default=[], metavar="G",
-                        help="genotype of a trained network (repeatable; pairs with --weights in order)")
+    parser.add_argument("--genotype", action="append", default=[], type=Path, metavar="G",
+                        help="genotype.json of a trained network (repeatable; pairs with --weights in order)")
     parser.add_argument("--weights", action="append", default=[], type=Path, metavar="W",
                         help="fused weights (.safetensors) of a trained network (repeatable)")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=GENOTYPE:WEIGHTS",
                         help="a named network row, e.g. for ablations (repeatable)")
+    parser.add_argument("--identity", choices=IDENTITY_MODES, default="refs",
+                        help="identity prior for network rows: refs = mean of the person's other clean "
+                             "photos (paper's NASFE), none = neutral (paper's 'w/o Iiden'), both = "
+                             "one row each (default refs)")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES),
                         metavar="NAME", help=f"classical columns (default all: {' '.join(BASELINES)})")
     parser.add_argument("--sets", nargs="+", metavar="SET",
@@ -57,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds every sampling choice (default 0)")
     parser.add_argument("--recogniser", type=Path, metavar="WEIGHTS",
                         help="MobileFaceNet safetensors for identification (default: the one in assets)")
+    parser.add_argument("--gallery-faces", type=Path, metavar="FACES",
+                        help="also enrol every split==test photo of the sources in this faces folder "
+                             "(index.csv), e.g. ../shared/faces, so more probes have a match")
     parser.add_argument("--no-recognition", action="store_true", help="skip face identification")
     parser.add_argument("--detector", type=Path, metavar="ONNX",
                         help="YuNet model for --real (default: assets/models/face_detection_yunet.onnx)")
@@ -76,15 +90,16 @@ def _model_specs(args: argparse.Namespace) -> list[ModelSpec]:
 
 
 def _check_positive(args: argparse.Namespace) -> None:
-    for flag in ("limit", "per_image", "slow_limit", "grid_rows", "batch_size"):
+    for flag, least in (("limit", 1), ("per_image", 1), ("slow_limit", 1), ("grid_rows", 1),
+                        ("batch_size", 1), ("seed", 0)):
         value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+        if value is not None and value < least:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
 
 
 def _methods(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Method]:
     return [baseline_method(BASELINES[name]) for name in dict.fromkeys(args.baselines)] + [
-        model_method(s, args.batch_size) for s in specs]
+        m for s in specs for m in model_methods(s, args.batch_size, args.identity)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,16 +107,16 @@ def run(args: argparse.Namespace) -> int:
     specs = _model_specs(args)
     if args.real is not None:
         return _run_real(args, specs)
-    from training.eval.testset import SOURCES, canonical_set, read_manifest
+    from training.eval.testset import SETS, SOURCES, canonical_set, read_samples
 
-    samples = read_manifest(args.testsets)
+    samples = read_samples(args.testsets)
     present_sets = {s.set for s in samples}
     present_sources = {s.source for s in samples}
-    sets = tuple(dict.fromkeys(canonical_set(s) for s in args.sets)) if args.sets else tuple(
-        s for s in ("Test-B", "Test-N", "Test-L", "Test-BN", "Test-BNL") if s in present_sets)
-    sources = tuple(dict.fromkeys(args.sources)) if args.sources else tuple(
-        sorted(present_sources, key=lambda s: (SOURCES.index(s) if s in SOURCES else len(SOURCES), s)))
-    for s in sets:
+    wanted = {canonical_set(s) for s in args.sets} if args.sets else present_sets
+    sets = tuple(s for s in SETS if s in wanted)
+    sources = tuple(sorted(set(args.sources or present_sources),
+                           key=lambda s: (SOURCES.index(s) if s in SOURCES else len(SOURCES), s)))
+    for s in sorted(wanted):
         if s not in present_sets:
             raise UserError(f"{s} is not in {args.testsets / 'manifest.csv'} (has: {', '.join(sorted(present_sets))})")
     for s in sources:
@@ -119,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig(
         testsets=args.testsets, out=args.out, sets=sets, sources=sources, limit=args.limit,
         per_image=args.per_image, slow_limit=args.slow_limit, grid_rows=args.grid_rows,
-        seed=args.seed, chunk=args.batch_size,
+        seed=args.seed, chunk=args.batch_size, gallery_faces=args.gallery_faces,
         notes=tuple(f"Model {s.name}: genotype `{s.genotype}`, weights `{s.weights}`." for s in specs),
     )
     evaluate(config, methods, factory, "MobileFaceNet (ArcFace-trained, 192-D; cosine similarity)")
@@ -146,7 +161,7 @@ def _run_real(args: argparse.Namespace, specs: list[ModelSpec]) -> int:
     blind = [b for b in dict.fromkeys(args.baselines) if not BASELINES[b].oracle]
     methods = [replace(m, label="Input") if m.kind == "input" else m
                for m in (baseline_method(BASELINES[b]) for b in blind)]
-    methods += [model_method(s, args.batch_size) for s in specs]
+    methods += [m for s in specs for m in model_methods(s, args.batch_size, "none")]
     grids = evaluate_real(crops, methods, args.out, rows_per_grid=args.grid_rows)
     print(f"wrote {', '.join(str(g) for g in grids)} ({len(crops)} faces"
           + (f"; no face found in {len(missed)}: {', '.join(missed)})" if missed else ")"))

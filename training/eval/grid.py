@@ -6,12 +6,11 @@ Columns are labelled in a header strip (degraded | baselines | NASFE rows | grou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-__all__ = ["comparison_grid", "save_rgb_png"]
+__all__ = ["comparison_grid"]
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -62,10 +61,3 @@ def comparison_grid(
             out[y:y + size, x:x + size] = img
     return out
 
-
-def save_rgb_png(path: Path, image: np.ndarray) -> Path:
-    """Write a ``(H, W, 3)`` uint8 RGB image as PNG (OpenCV writes BGR, so convert first)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    return path

@@ -2,7 +2,7 @@
 
 YuNet (``cv2.FaceDetectorYN``, the ONNX model shipped in ``assets/models``) gives the same five
 landmarks the dataset index uses, so :mod:`engine.align` cuts exactly the crop the network was
-trained on.
+trained on (:func:`training.faces.aligned_matrix`, as for the test sets).
 """
 
 from __future__ import annotations
@@ -12,22 +12,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.align import CROP_SIZE, crop_matrix, landmarks4_from_yunet5, warp_to_crop
+from engine.align import CROP_SIZE, warp_to_crop
 from engine.errors import UserError
-from training.eval.testset import read_rgb
+from training.faces import aligned_matrix, read_rgb
 
-__all__ = ["DEFAULT_YUNET", "IMAGE_SUFFIXES", "FaceAligner", "align_face", "list_images"]
+__all__ = ["DEFAULT_YUNET", "IMAGE_SUFFIXES", "FaceAligner", "list_images"]
 
 #: The detector shipped with the app.
 DEFAULT_YUNET = Path(__file__).resolve().parents[2] / "assets" / "models" / "face_detection_yunet.onnx"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def align_face(image: np.ndarray, points5: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
-    """Aligned ``(size, size, 3)`` crop of ``image`` (``(H, W, 3)`` uint8, RGB or BGR: kept as is)
-    from five YuNet-order landmarks ``(5, 2)`` in pixels."""
-    m = crop_matrix(landmarks4_from_yunet5(points5), size)
-    return warp_to_crop(image, m, size)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -67,4 +60,5 @@ class FaceAligner:
         points = self.landmarks(image)
         if points is None:
             return None
-        return align_face(image, points, self.size)
+        m, side = aligned_matrix(points, self.size)
+        return warp_to_crop(image, m, side)

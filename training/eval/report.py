@@ -115,7 +115,7 @@ def _recognition_section(results: dict[str, Any], set_name: str) -> list[str]:
             row.append(format_pair(c["top1"], c["top5"], (1, 1)) if c and c["probes"] else "—")
         rows.append(row)
     header = ["Source", "gallery photos", "identities", "probes"] + [labels[n] for n in names]
-    lines += [f"Ours, {set_name}:", "", *_table(header, rows)]
+    lines += [f"Ours, {set_name}, identification:", "", *_table(header, rows)]
     prows = [[PAPER_SOURCE[s]] + [format_pair(*PAPER_RECOGNITION[s][m], (1, 1))
                                   for m in PAPER_RECOGNITION[s]]
              for s in rec if s in PAPER_RECOGNITION]

@@ -18,15 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from engine.errors import UserError
-from training.eval.grid import comparison_grid, save_rgb_png
-from training.eval.methods import Method
+from engine.identity import ReferenceTable
+from training.eval.grid import comparison_grid
+from training.eval.methods import Hints, Method
 from training.eval.metrics import psnr, ssim
 from training.eval.recognition_eval import Embedder, Gallery, identify
 from training.eval.report import write_report
-from training.eval.testset import KernelBank, Sample, read_manifest, read_rgb, select_samples
+from training.eval.testset import Kernels, Sample, read_samples, select_samples
+from training.faces import load_aligned, read_index, read_rgb, select, write_rgb
 
 __all__ = ["EvalConfig", "evaluate", "evaluate_real", "RECOGNITION_SETS"]
 
@@ -48,6 +51,7 @@ class EvalConfig:
     grid_rows: int = 6
     seed: int = 0
     chunk: int = 8
+    gallery_faces: Path | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -91,6 +95,88 @@ def _embed(embedder: Embedder, crops: Sequence[np.ndarray]) -> np.ndarray:
     return np.asarray(embedder(np.stack(crops)), np.float64)
 
 
+@dataclass(frozen=True)
+class _Photos:
+    """Clean photos of one source that serve as gallery and as identity references: ``crops``
+    ``(N, S, S, 3)`` uint8 RGB with one photo key (``source:stem``) and identity each."""
+
+    keys: tuple[str, ...]
+    identities: tuple[str, ...]
+    crops: np.ndarray
+
+    def others(self, identity: str, photo: str) -> list[int]:
+        """Indices of ``identity``'s photos other than ``photo``."""
+        return [j for j, (k, i) in enumerate(zip(self.keys, self.identities)) if i == identity and k != photo]
+
+
+def _photos(groups: dict[tuple[str, str], list[Sample]], source: str, faces_dir: Path | None) -> _Photos:
+    """Every selected clean photo of ``source`` (over all sets), plus, with ``faces_dir``, every
+    other ``split == test`` photo of the source in that faces index."""
+    clean = {s.photo: s for (_, src), g in groups.items() if src == source for s in g}
+    keys = sorted(clean)
+    identities = [clean[k].identity for k in keys]
+    crops = [read_rgb(clean[k].clean) for k in keys]
+    if faces_dir is not None:
+        extra = [r for r in select(read_index(faces_dir), split="test", sources=source)
+                 if f"{source}:{r.name}" not in clean]
+        for r in tqdm(extra, desc=f"gallery {source}", unit="photo", dynamic_ncols=True):
+            keys.append(f"{source}:{r.name}")
+            identities.append(r.identity)
+            crops.append(load_aligned(r, crops[0].shape[0]))
+    return _Photos(tuple(keys), tuple(identities), np.stack(crops))
+
+
+def _identity_priors(photos: _Photos, table: ReferenceTable, group: Sequence[Sample]) -> list[np.ndarray | None]:
+    """Each sample's identity prior: the mean reference map of the person's *other* photos (never
+    its own photo, which is the ground truth), ``None`` when the person has no other photo."""
+    out: list[np.ndarray | None] = []
+    for s in group:
+        refs = photos.others(s.identity, s.photo)
+        out.append(table.prior(np.array([refs]), torch.device("cpu"))[0].numpy() if refs else None)
+    return out
+
+
+@dataclass
+class _GroupResult:
+    """Scores of one (set, source) and the restored crops kept for identification and grids."""
+
+    cells: dict[str, dict[str, Any]]
+    outputs: dict[str, list[tuple[int, np.ndarray]]]
+    clean: np.ndarray
+
+
+def _run_group(
+    group: Sequence[Sample], hints: Sequence[Hints], methods: Sequence[Method], config: EvalConfig,
+    keep: Callable[[int], bool], timing: dict[str, float], bar: tqdm,
+) -> _GroupResult:
+    """Restore one (set, source) with every method and score PSNR/SSIM; keep crop ``i`` if ``keep(i)``."""
+    t0 = time.perf_counter()
+    degraded, clean = _load_pairs(group)
+    timing["load images"] += time.perf_counter() - t0
+    cells: dict[str, dict[str, Any]] = {}
+    outputs: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for m in methods:
+        scores, kept = _Scores(), []
+        n = min(len(group), config.slow_limit) if m.slow else len(group)
+        for a in range(0, n, config.chunk):
+            b = min(n, a + config.chunk)
+            t0 = time.perf_counter()
+            outs = m.restore(degraded[a:b], hints[a:b])
+            timing[m.label] += time.perf_counter() - t0
+            for i, out in zip(range(a, b), outs):
+                if out is None:
+                    continue
+                out = _check_output(m, out, clean[i])
+                scores.psnr.append(psnr(out, clean[i]))
+                scores.ssim.append(ssim(out, clean[i]))
+                if keep(i):
+                    kept.append((i, out))
+            bar.update(b - a)
+        cells[m.name] = scores.summary()
+        outputs[m.name] = kept
+    return _GroupResult(cells, outputs, clean)
+
+
 def evaluate(
     config: EvalConfig,
     methods: Sequence[Method],
@@ -108,77 +194,67 @@ def evaluate(
         recogniser_name: how the report names the recogniser.
     """
     t_start = time.perf_counter()
-    samples = read_manifest(config.testsets)
-    groups = select_samples(samples, config.sets, config.sources, config.limit, config.per_image,
-                            config.seed)
+    groups = select_samples(read_samples(config.testsets), config.sets, config.sources,
+                            config.limit, config.per_image, config.seed)
     if not groups:
         raise UserError(f"no images of set(s) {', '.join(config.sets)} and source(s) "
                         f"{', '.join(config.sources)} in {config.testsets / 'manifest.csv'}")
-    kernels = KernelBank(config.testsets / "kernels.npz")
+    kernels = Kernels(config.testsets / "kernels.npz")
     timing: dict[str, float] = defaultdict(float)
-    quality: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    quality: dict[str, dict[str, Any]] = defaultdict(dict)
     recognition: dict[str, dict[str, Any]] = defaultdict(dict)
     grid_rows: dict[str, list[list[np.ndarray]]] = defaultdict(list)
-    embedder: Embedder | None = None
+    photos: dict[str, _Photos] = {}
     galleries: dict[str, Gallery] = {}
+    tables: dict[str, ReferenceTable] = {}
+    embedder: Embedder | None = None
+    wants_identity = any(m.uses_identity for m in methods)
 
-    def limit_for(m: Method, n: int) -> int:
-        return min(n, config.slow_limit) if m.slow else n
+    def pool(source: str) -> _Photos:
+        if source not in photos:
+            t0 = time.perf_counter()
+            photos[source] = _photos(groups, source, config.gallery_faces)
+            timing["load images"] += time.perf_counter() - t0
+        return photos[source]
 
-    total = sum(limit_for(m, len(g)) for g in groups.values() for m in methods)
+    total = sum(min(len(g), config.slow_limit) if m.slow else len(g)
+                for g in groups.values() for m in methods)
     bar = tqdm(total=total, desc="evaluating", unit="img", dynamic_ncols=True)
     for (set_name, source), group in groups.items():
-        t0 = time.perf_counter()
-        degraded, clean = _load_pairs(group)
-        ks = [kernels.get(s.kernel) for s in group]
-        timing["load images"] += time.perf_counter() - t0
-        keep_all = set_name in RECOGNITION_SETS and embedder_factory is not None
-        n_grid = math.ceil(config.grid_rows / sum(k[0] == set_name for k in groups))
-        cells: dict[str, dict[str, Any]] = {}
-        outputs: dict[str, list[tuple[int, np.ndarray]]] = {}
-        for m in methods:
-            scores, kept = _Scores(), []
-            n = limit_for(m, len(group))
-            for a in range(0, n, config.chunk):
-                b = min(n, a + config.chunk)
-                t0 = time.perf_counter()
-                outs = m.restore(degraded[a:b], ks[a:b])
-                timing[m.label] += time.perf_counter() - t0
-                for i, out in zip(range(a, b), outs):
-                    if out is None:
-                        continue
-                    out = _check_output(m, out, clean[i])
-                    scores.psnr.append(psnr(out, clean[i]))
-                    scores.ssim.append(ssim(out, clean[i]))
-                    if keep_all or i < n_grid:
-                        kept.append((i, out))
-                bar.update(b - a)
-            cells[m.name] = scores.summary()
-            outputs[m.name] = kept
-        quality[set_name][source] = cells
-        for i in range(min(n_grid, len(group))):
-            by_index = {m.name: dict(outputs[m.name]) for m in methods}
-            grid_rows[set_name].append(
-                [by_index[m.name].get(i, _placeholder(clean[i])) for m in methods] + [clean[i]])
-        if keep_all:
+        priors: list[np.ndarray | None] = [None] * len(group)
+        if wants_identity:
             t0 = time.perf_counter()
-            if embedder is None:
-                embedder = embedder_factory()
+            if source not in tables:
+                tables[source] = ReferenceTable.build(pool(source).crops)
+            priors = _identity_priors(pool(source), tables[source], group)
+            timing["identity priors"] += time.perf_counter() - t0
+        hints = [Hints(kernels.get(s.kernel), p) for s, p in zip(group, priors)]
+        identify_here = set_name in RECOGNITION_SETS and embedder_factory is not None
+        n_grid = math.ceil(config.grid_rows / sum(k[0] == set_name for k in groups))
+        res = _run_group(group, hints, methods, config, lambda i: identify_here or i < n_grid, timing, bar)
+        quality[set_name][source] = res.cells
+        for i in range(min(n_grid, len(group))):
+            row = {m.name: dict(res.outputs[m.name]).get(i) for m in methods}
+            grid_rows[set_name].append(
+                [_placeholder(res.clean[i]) if row[m.name] is None else row[m.name] for m in methods]
+                + [res.clean[i]])
+        if identify_here:
+            t0 = time.perf_counter()
+            embedder = embedder or embedder_factory()
             if source not in galleries:
-                galleries[source] = _gallery(embedder, groups, source)
+                p = pool(source)
+                galleries[source] = Gallery.build(embedder(p.crops), p.identities, p.keys)
             recognition[set_name][source] = _identification(
-                galleries[source], embedder, group, clean, outputs, methods)
+                galleries[source], embedder, group, res, methods)
             timing["identification"] += time.perf_counter() - t0
     bar.close()
 
     grids = []
+    labels = [m.label for m in methods] + ["Ground truth"]
     for set_name, rows in grid_rows.items():
-        if rows:
-            rows = rows[: config.grid_rows]
-            labels = [m.label for m in methods] + ["Ground truth"]
-            name = f"grid_{set_name}.png"
-            save_rgb_png(config.out / name, comparison_grid(rows, labels))
-            grids.append(name)
+        name = f"grid_{set_name}.png"
+        write_rgb(config.out / name, comparison_grid(rows[: config.grid_rows], labels))
+        grids.append(name)
     timing["total"] = time.perf_counter() - t_start
     results = {
         "meta": _meta(config, groups, methods, recogniser_name, embedder_factory is not None,
@@ -192,40 +268,25 @@ def evaluate(
     return results
 
 
-def _gallery(embedder: Embedder, groups: dict[tuple[str, str], list[Sample]], source: str) -> Gallery:
-    """Every selected clean photo of ``source`` (over all sets), embedded once."""
-    photos = {s.clean: s.identity for (_, src), g in groups.items() if src == source for s in g}
-    keys = sorted(photos)
-    emb = _embed(embedder, [read_rgb(p) for p in keys])
-    return Gallery.build(emb, [photos[k] for k in keys], [str(k) for k in keys])
-
-
 def _identification(
-    gallery: Gallery,
-    embedder: Embedder,
-    group: Sequence[Sample],
-    clean: np.ndarray,
-    outputs: dict[str, list[tuple[int, np.ndarray]]],
+    gallery: Gallery, embedder: Embedder, group: Sequence[Sample], res: _GroupResult,
     methods: Sequence[Method],
 ) -> dict[str, Any]:
     """Top-1/Top-5 of every method's restored crops and of the clean photos (the ceiling row)."""
     rows: dict[str, dict[str, Any]] = {}
-    for m in methods:
-        kept = outputs[m.name]
+    probes = [(m.name, res.outputs[m.name]) for m in methods]
+    first: dict[str, int] = {}
+    for i, s in enumerate(group):
+        first.setdefault(s.photo, i)
+    probes.append(("clean", [(i, res.clean[i]) for i in first.values()]))
+    for name, kept in probes:
         if not kept:
             continue
         idx = [i for i, _ in kept]
-        res = identify(gallery, _embed(embedder, [o for _, o in kept]),
-                       [group[i].identity for i in idx], [str(group[i].clean) for i in idx])
-        rows[m.name] = {"top1": res.top[1], "top5": res.top[5], "probes": res.probes}
-    first = {}
-    for i, s in enumerate(group):
-        first.setdefault(s.clean, i)
-    idx = list(first.values())
-    res = identify(gallery, _embed(embedder, [clean[i] for i in idx]),
-                   [group[i].identity for i in idx], [str(group[i].clean) for i in idx])
-    rows["clean"] = {"top1": res.top[1], "top5": res.top[5], "probes": res.probes}
-    usable = sum(gallery.can_identify(s.identity, str(s.clean)) for s in group)
+        r = identify(gallery, _embed(embedder, [o for _, o in kept]),
+                     [group[i].identity for i in idx], [group[i].photo for i in idx])
+        rows[name] = {"top1": r.top[1], "top5": r.top[5], "probes": r.probes}
+    usable = sum(gallery.can_identify(s.identity, s.photo) for s in group)
     return {"gallery_images": len(gallery.keys), "gallery_identities": gallery.n_identities,
             "probes": usable, "skipped": len(group) - usable, "methods": rows}
 
@@ -264,13 +325,25 @@ def _meta(
     if slow:
         notes.append(f"{', '.join(slow)} (slow) ran on the first {config.slow_limit} images of each "
                      "set and source only (they are in seeded random order).")
-    models = [m.label for m in methods if m.kind == "model"]
-    if models:
-        notes.append(f"NASFE rows: {', '.join(models)}; the degradation prior comes from each "
-                     "network's own classifier and no identity prior is given.")
-    notes.append(f"Identification ({', '.join(RECOGNITION_SETS)}): "
-                 + (recogniser_name or "evaluation recogniser") if recognition else
-                 "Identification: skipped (no recogniser).")
+    with_id = [m.label for m in methods if m.uses_identity]
+    without_id = [m.label for m in methods if m.kind == "model" and not m.uses_identity]
+    if with_id:
+        notes.append(f"{', '.join(with_id)}: the identity prior (engine.identity, dlib level-2 maps) "
+                     "is the mean over the person's *other* clean photos (those identification "
+                     "uses as gallery), never the probe's own photo; without another photo the "
+                     "network's neutral embedding is used. Degradation prior: the network's own "
+                     "classifier.")
+    if without_id:
+        notes.append(f"{', '.join(without_id)}: no identity prior (learned neutral embedding); "
+                     "degradation prior from the network's own classifier.")
+    if recognition:
+        gallery = "the selected clean photos of the source" + (
+            f" plus every other `split == test` photo of it in `{config.gallery_faces}`"
+            if config.gallery_faces else "")
+        notes.append(f"Identification on {', '.join(RECOGNITION_SETS)} with "
+                     f"{recogniser_name or 'the evaluation recogniser'}; gallery: {gallery}.")
+    else:
+        notes.append("Identification: skipped (`--no-recognition`).")
     notes.append(f"Wall time {timing['total']:.1f} s on {platform.machine()} "
                  f"({platform.processor() or 'cpu'}); per-method times below.")
     notes.extend(config.notes)
@@ -289,7 +362,7 @@ def evaluate_real(
 
     Args:
         crops: ``(S, S, 3)`` uint8 RGB aligned crops.
-        methods: columns; oracle methods get no kernel and show as blank cells.
+        methods: columns; they get no kernel and no identity prior (oracles show as blank cells).
         out: output folder; grids go to ``out/grid_real.png`` (``grid_real_2.png``, ... when there
             are more than ``rows_per_grid`` photos).
 
@@ -301,7 +374,7 @@ def evaluate_real(
     stack = np.stack(crops)
     columns = []
     for m in tqdm(methods, desc="restoring", unit="method", dynamic_ncols=True):
-        outs = m.restore(stack, [None] * len(stack))
+        outs = m.restore(stack, [Hints()] * len(stack))
         columns.append([_placeholder(c) if o is None else _check_output(m, o, c)
                         for o, c in zip(outs, stack)])
     labels = [m.label for m in methods]
@@ -309,5 +382,6 @@ def evaluate_real(
     for g, a in enumerate(range(0, len(stack), rows_per_grid)):
         rows = [[col[i] for col in columns] for i in range(a, min(a + rows_per_grid, len(stack)))]
         name = "grid_real.png" if g == 0 else f"grid_real_{g + 1}.png"
-        paths.append(save_rgb_png(out / name, comparison_grid(rows, labels)))
+        write_rgb(out / name, comparison_grid(rows, labels))
+        paths.append(out / name)
     return paths
