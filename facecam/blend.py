@@ -228,7 +228,8 @@ class ExposureFollower:
         if self._log_gain is None:
             self._log_gain = log_gain
         else:
-            self._log_gain = self._log_gain + self._step(t_s, self.time_constant_s) * (log_gain - self._log_gain)
+            step = self._step(t_s, self.time_constant_s)
+            self._log_gain = self._log_gain + step * (log_gain - self._log_gain)
         self._t = t_s
         return self.gain
 
@@ -247,7 +248,7 @@ class ExposureFollower:
         return 1.0 - math.exp(-max(t_s - self._t, 0.0) / time_constant_s)
 
     def apply(self, frame: np.ndarray, gain: np.ndarray) -> np.ndarray:
-        """``frame`` (``(H, W, 3)`` uint8) with ``gain`` (``(3,)``, its channel order) applied; a new array."""
+        """A new frame: ``frame`` (``(H, W, 3)`` uint8) with the ``(3,)`` linear-light ``gain`` applied."""
         gain = np.asarray(gain, np.float64)
         if self._lut is None or not np.allclose(gain, self._lut_gain, rtol=1e-3, atol=0):
             self._lut, self._lut_gain = exposure_lut(gain, knee=self.knee), gain

@@ -126,7 +126,8 @@ class MediaPipeDetector:
         _check_frame(frame_bgr)
         self._last_ms = max(int(timestamp_ms), self._last_ms + 1)  # the task demands increasing stamps
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-        result = self._task.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), self._last_ms)
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+        result = self._task.detect_for_video(image, self._last_ms)
         h, w = frame_bgr.shape[:2]
         faces = []
         for det in result.detections:

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from engine.align import crop_matrix, warp_to_crop
@@ -161,7 +160,8 @@ class FramePipeline:
             crops_rgb = np.ascontiguousarray(crops_bgr[..., ::-1])
 
         with self._timed("enhance"):  # all faces of the frame in one batch
-            out_rgb = self.enhancer.enhance(crops_rgb, mode_prior(settings.mode, len(faces)), settings.identity)
+            prior = mode_prior(settings.mode, len(faces))
+            out_rgb = self.enhancer.enhance(crops_rgb, prior, settings.identity)
             out_rgb = _check_crops(out_rgb, crops_rgb.shape)
         restored = out_rgb[..., ::-1].astype(np.float32)
         if settings.strength < 1.0:

@@ -26,7 +26,7 @@ class WarningThrottle:
         self._suppressed: dict[str, int] = {}
 
     def warn(self, key: str, message: str) -> bool:
-        """Log ``message`` unless ``key`` was logged less than ``interval_s`` ago; returns whether it logged."""
+        """Log ``message`` unless ``key`` was logged under ``interval_s`` ago; returns whether it logged."""
         now = time.monotonic()
         with self._lock:
             last = self._last.get(key)

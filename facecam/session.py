@@ -129,9 +129,10 @@ class CameraSession:
                 capture.close()
                 capture = self._capture(realtime=True, loop=self._loop_when_live)
             self._stack.enter_context(capture)
-            pipeline = self._stack.enter_context(
-                FramePipeline(self.enhancer, detector=self._detector, controls=self.controls, stats=self.stats)
+            pipeline = FramePipeline(
+                self.enhancer, detector=self._detector, controls=self.controls, stats=self.stats
             )
+            self._stack.enter_context(pipeline)
             self.filter = CameraFilter(capture, pipeline, sinks, max_frames=self.options.max_frames)
             counts = [self.options.max_frames, None if capture.loop else capture.frame_count]
             self.expected_frames = min((c for c in counts if c is not None), default=None)
@@ -164,7 +165,8 @@ class CameraSession:
                 self._simulate = self._simulate or "bnl"
                 self._loop_when_live = opts.loop is None or opts.loop
                 self.notes.append(
-                    f"no webcam opened: using the sample clip {SAMPLE_CLIP.name} with --simulate {self._simulate}"
+                    f"no webcam opened: using the sample clip {SAMPLE_CLIP.name} "
+                    f"with --simulate {self._simulate}"
                 )
                 self.input_description = f"sample clip {SAMPLE_CLIP.name}"
                 return self._capture(realtime=False, loop=bool(opts.loop))
@@ -204,7 +206,9 @@ class CameraSession:
                 self.output_description = f"virtual camera {vcam.device} ({vcam.backend})"
                 return [vcam]
             video = opts.out_dir / "nasfe_cam.mp4"
-            self.notes.append(f"no virtual camera: writing {video} and {preview_png}; to get one: {VCAM_HINT}")
+            self.notes.append(
+                f"no virtual camera: writing {video} and {preview_png}; to get one: {VCAM_HINT}"
+            )
             self.output_description = f"{video} + {preview_png}"
             return [
                 self._stack.enter_context(VideoFileSink(video, **size, fps=capture.fps)),

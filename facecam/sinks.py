@@ -125,7 +125,9 @@ class PreviewWindowSink:
 
     live = True
 
-    def __init__(self, *, title: str = "NASFE Cam (q to quit)", on_quit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, *, title: str = "NASFE Cam (q to quit)", on_quit: Callable[[], None] | None = None
+    ) -> None:
         self.title = title
         self._on_quit = on_quit
 

@@ -36,7 +36,8 @@ def check_camera(spec: str) -> Check:
 
     try:
         with Capture(parse_source(spec), realtime=True) as cap:
-            return Check("camera", True, f"{cap.describe()} gives {cap.width}x{cap.height} at {cap.fps:g} fps")
+            detail = f"{cap.describe()} gives {cap.width}x{cap.height} at {cap.fps:g} fps"
+            return Check("camera", True, detail)
     except CaptureError as exc:
         return Check(
             "camera", False, str(exc),
@@ -85,7 +86,7 @@ def check_gpu() -> Check:
     if not torch.cuda.is_available():
         return Check("GPU / TensorRT", False, f"no CUDA GPU visible to torch {torch.__version__}; "
                      f"TensorRT modules: {', '.join(trt) or 'none'}",
-                     "the engine runs on CPU (lower fps); a CUDA GPU with pip install '.[tensorrt]' is fastest")
+                     "the engine runs on CPU (lower fps); fastest: a CUDA GPU and pip install '.[tensorrt]'")
     name = torch.cuda.get_device_name(0)
     if not trt:
         return Check("GPU / TensorRT", False, f"{name}; TensorRT not installed",

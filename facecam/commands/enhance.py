@@ -24,7 +24,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", type=Path, metavar="IN", help="an image, a folder of images, or a video file")
+    parser.add_argument("input", type=Path, metavar="IN", help="an image, a folder of images or a video")
     parser.add_argument(
         "output", type=Path, nargs="?", metavar="OUT",
         help="where to write (same kind as IN); default: IN with _nasfe added to its name",

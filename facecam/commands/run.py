@@ -42,9 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=_frames, metavar="N", help="stop after N frames (default: run on)")
     parser.add_argument(
         "--simulate", choices=SIMULATIONS, metavar="{" + ",".join(SIMULATIONS) + "}",
-        help="degrade the input first with the paper's model: b(lur), n(oise), l(ow light); for demos and tests",
+        help="degrade the input first with the paper's model: b(lur), n(oise), l(ow light) (demos, tests)",
     )
-    parser.add_argument("--stats-json", type=Path, metavar="F", help="write fps, latency, faces, drops here at the end")
+    parser.add_argument(
+        "--stats-json", type=Path, metavar="F", help="at the end, write fps, latency, faces, drops (JSON)"
+    )
     parser.add_argument("--loop", action="store_true", help="restart a video file input at its end")
     parser.add_argument("--vcam-device", metavar="DEV", help="a specific virtual camera, e.g. /dev/video10")
 
