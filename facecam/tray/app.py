@@ -370,6 +370,11 @@ class TrayApp(QObject):
     # -- state ---------------------------------------------------------------------------------
 
     @property
+    def filter_status(self) -> FilterStatus | None:
+        """What the filter runs (camera, output, engine), once it has opened; ``None`` before or after a failure."""
+        return self._status
+
+    @property
     def state(self) -> str:
         """``"error"``, ``"off"`` (bypassed, strength 0 or starting) or ``"on"``."""
         if self._open_error or self._camera_lost or (self._status is not None and self._status.engine_error):
