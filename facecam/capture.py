@@ -200,6 +200,12 @@ class Capture:
     # -- reader thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._read_loop()
+        finally:  # even if this thread dies, the consumer learns the stream ended
+            self._queue.put(END_OF_STREAM, stop=self._stop)  # type: ignore[arg-type]
+
+    def _read_loop(self) -> None:
         image, self._first = self._first, None
         while not self._stop.is_set():
             if image is None:
@@ -220,13 +226,16 @@ class Capture:
             self._index += 1
             self.stats.count("frames_captured")
             image = None
-        self._queue.put(END_OF_STREAM, stop=self._stop)  # type: ignore[arg-type]
 
     def _next_image(self) -> np.ndarray | None:
         """The next decoded frame; handles end of file, looping and lost cameras. None = finished."""
         just_reopened = False
         while not self._stop.is_set():
-            ok, image = self._cap.read()
+            try:
+                ok, image = self._cap.read()
+            except cv2.error as exc:  # some drivers raise instead of returning False when unplugged
+                self._throttle.warn("read", f"reading {self.describe()} failed: {exc}")
+                ok, image = False, None
             if ok and image is not None:
                 return image
             if not self.live:

@@ -144,20 +144,22 @@ class CameraFilter:
 
     def _process_loop(self) -> None:
         processed = 0
-        while not self._stop.is_set():
-            try:
-                item: CapturedFrame = self.capture.get(0.1)
-            except Empty:
-                continue
-            if item is END_OF_STREAM:
-                break
-            result = self.pipeline.process(item.image_bgr, item.t_s)
-            if not self._out.put(_Output(result.image_bgr, item.image_bgr), stop=self._stop):
-                break
-            processed += 1
-            if self.max_frames is not None and processed >= self.max_frames:
-                break
-        self._out.put(END_OF_STREAM, stop=self._stop)  # type: ignore[arg-type]
+        try:
+            while not self._stop.is_set():
+                try:
+                    item: CapturedFrame = self.capture.get(0.1)
+                except Empty:
+                    continue
+                if item is END_OF_STREAM:
+                    break
+                result = self.pipeline.process(item.image_bgr, item.t_s)
+                if not self._out.put(_Output(result.image_bgr, item.image_bgr), stop=self._stop):
+                    break
+                processed += 1
+                if self.max_frames is not None and processed >= self.max_frames:
+                    break
+        finally:  # even if this thread dies, the sender finishes and wait() returns
+            self._out.put(END_OF_STREAM, stop=self._stop)  # type: ignore[arg-type]
 
     # -- sender thread -------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -191,3 +192,21 @@ def test_camera_that_disappears_is_reopened_with_backoff():
 def test_camera_that_does_not_open_raises():
     with pytest.raises(CaptureError, match="cannot read from camera 3"):
         Capture(3, opener=lambda s: FakeCamera(0, 0, opened=False))
+
+
+def test_a_driver_that_raises_on_read_is_treated_as_unplugged():
+    class Raising(FakeCamera):
+        def read(self):
+            if self.frames <= 0:
+                raise cv2.error("VIDIOC_DQBUF: No such device")
+            return super().read()
+
+    stats = PipelineStats()
+    opener = FakeOpener(Raising(10, 3), FakeCamera(200, 10**6))
+    with Capture(0, opener=opener, backoff_s=(0.01, 0.02), stats=stats) as cap:
+        cap.start()
+        deadline = time.monotonic() + 10.0
+        frame = cap.get(5.0)
+        while frame.image_bgr[0, 0, 0] != 200 and time.monotonic() < deadline:
+            frame = cap.get(5.0)
+    assert frame.image_bgr[0, 0, 0] == 200 and stats.value("reconnects") == 1
