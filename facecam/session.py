@@ -85,8 +85,10 @@ class CameraSession:
         controls: live settings shared with a UI; a fresh :class:`PipelineControls` by default.
         detector: a face detector to use instead of opening the default one.
 
-    Attributes (after entering):
-        filter: the running :class:`CameraFilter`.
+    Attributes:
+        controls: the live settings (the one passed in, or a fresh one).
+        stats: the run's :class:`PipelineStats` (shared by capture, pipeline and sender).
+        filter: the running :class:`CameraFilter` (after entering).
         notes: one-line messages for the user about the defaults taken (e.g. the virtual-camera hint).
         input_description, output_description: what was opened, in words.
         expected_frames: how many frames the run will take, or ``None`` when it runs until stopped.
