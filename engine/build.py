@@ -73,10 +73,8 @@ def transfer_weights(supernet: NASFESupernet, net: NASFENet) -> None:
     for i, cell in enumerate(net.fusion.cells):
         layer = i + 1
         node = supernet.fusion.nodes[supernet.fusion.node_name(layer, levels[i + 2])]
-        if cell.pre_prev is not None:
-            cell.pre_prev.load_state_dict(node.pre_prev[str(levels[i + 1])].state_dict())
-        if cell.pre_pp is not None:
-            cell.pre_pp.load_state_dict(node.pre_pp[str(levels[i])].state_dict())
+        cell.pre_prev.load_state_dict(node.pre_prev[str(levels[i + 1])].state_dict())
+        cell.pre_pp.load_state_dict(node.pre_pp[str(levels[i])].state_dict())
         for b, (block, gene) in enumerate(zip(cell.blocks, net.genotype.blocks)):
             for module, j, op in ((block.op_a, gene.inputs[0], gene.ops[0]), (block.op_b, gene.inputs[1], gene.ops[1])):
                 module.load_state_dict(node.edges[edge_index(b, j)].ops[op].state_dict())

@@ -123,12 +123,15 @@ def _extreme_genotype(
 def worst_case(config: str | NASFEConfig, size: int | None = None) -> WorstCase:
     """The derived network with the most FLOPs over every path and every operator choice.
 
-    Part costs are counted on each part alone to find it (see :func:`_extreme_genotype`); the winner
-    is then built and counted whole, so the returned bound is measured, not estimated.
+    Part costs are counted on each part alone to find it (see :func:`_extreme_genotype`); the
+    winner is then built and counted whole, so the returned bound is measured, not estimated.
+    Cached per ``(config, size)``.
     """
-    cfg = get_config(config)
-    s = size or cfg.crop_size
+    return _worst_case(get_config(config), size or get_config(config).crop_size)
 
+
+@functools.lru_cache(maxsize=16)
+def _worst_case(cfg: NASFEConfig, s: int) -> WorstCase:
     @functools.cache
     def op_cost(op: str, level: int) -> int:
         c, side = _level_shape(cfg, level, s)

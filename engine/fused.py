@@ -50,17 +50,14 @@ class FusedCell(nn.Module):
         super().__init__()
         widths = config.fusion_channels
         c = widths[level]
-        used = {j for gene in genes for j in gene.inputs}
-        self.pre_pp = CellInput(widths[pp_level], c, level - pp_level) if 0 in used else None
-        self.pre_prev = CellInput(widths[prev_level], c, level - prev_level) if 1 in used else None
+        # Block 0 reads two distinct states out of {0, 1}, so both cell inputs are always used.
+        self.pre_pp = CellInput(widths[pp_level], c, level - pp_level)
+        self.pre_prev = CellInput(widths[prev_level], c, level - prev_level)
         self.blocks = nn.ModuleList(FusedBlock(c, gene) for gene in genes)
         self.out = ConvBN(len(genes) * c, c, 1)
 
     def forward(self, prev: Tensor, pp: Tensor) -> Tensor:
-        states: list[Tensor] = [
-            self.pre_pp(pp) if self.pre_pp is not None else pp,  # unread placeholder when unused
-            self.pre_prev(prev) if self.pre_prev is not None else prev,
-        ]
+        states = [self.pre_pp(pp), self.pre_prev(prev)]
         for block in self.blocks:
             states.append(block(states))
         return self.out(torch.cat(states[2:], dim=1))

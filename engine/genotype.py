@@ -86,10 +86,21 @@ def all_paths(layers: int, levels: int) -> list[tuple[int, ...]]:
 
 @dataclass(frozen=True)
 class BlockGene:
-    """One block of the cell: ``op[0](state[inputs[0]]) + op[1](state[inputs[1]])``."""
+    """One block of the cell: ``op[0](state[inputs[0]]) + op[1](state[inputs[1]])``.
+
+    Stored in canonical order (inputs ascending; the sum does not depend on the order), so equal
+    blocks compare equal however they were written.
+    """
 
     inputs: tuple[int, int]
     ops: tuple[str, str]
+
+    def __post_init__(self) -> None:
+        inputs, ops = tuple(self.inputs), tuple(self.ops)
+        if len(inputs) == 2 == len(ops) and all(isinstance(j, int) for j in inputs) and inputs[0] > inputs[1]:
+            inputs, ops = inputs[::-1], ops[::-1]
+        object.__setattr__(self, "inputs", inputs)
+        object.__setattr__(self, "ops", ops)
 
 
 @dataclass(frozen=True)
