@@ -58,7 +58,8 @@ class TrayApp(QObject):
         providers: how to open the engine, cameras, detector, virtual camera and identity encoder.
         config: the config folder (``settings.json`` and the private ``identity/`` set live here).
         camera: a camera setting for this run only (not saved), overriding the saved one.
-        tray_available: ``None`` asks Qt; False forces the fallback window (True: the tray icon).
+        tray_available: ``None`` asks Qt (``QSystemTrayIcon.isSystemTrayAvailable``); False forces the
+            fallback window; True forces the tray icon (tests: offscreen Qt has no tray).
         parent: Qt parent.
 
     Call :meth:`show` to start, :meth:`quit` (or :meth:`shutdown` in tests) to stop. Needs a
@@ -108,21 +109,22 @@ class TrayApp(QObject):
         self.preview.closed.connect(lambda: self.preview_action.setChecked(False))
         self.bridge.frame_ready.connect(self._on_frame)
 
-        if tray_available is None:
-            tray_available = QSystemTrayIcon.isSystemTrayAvailable()
+        platform = QGuiApplication.platformName()
+        if tray_available is None and not QSystemTrayIcon.isSystemTrayAvailable():
+            why = f"No system tray on this desktop (Qt platform '{platform}')"
+        elif tray_available is False:
+            why = "A control window instead of a tray icon was asked for (--window)"
+        else:
+            why = ""
         self.tray: QSystemTrayIcon | None = None
         self.window: ControlWindow | None = None
-        if tray_available:
+        if not why:
             self.tray = QSystemTrayIcon(self._icons["off"], self)
             self.tray.setContextMenu(self.menu)
             self.tray.activated.connect(self._on_tray_activated)
         else:
-            reason = (
-                f"No system tray on this desktop (Qt platform '{QGuiApplication.platformName()}'), "
-                "so NASFE Cam shows this window instead. Closing it quits."
-            )
-            log.warning("no system tray available (Qt platform %r): showing a control window instead",
-                        QGuiApplication.platformName())
+            (log.warning if tray_available is None else log.info)("%s: showing a control window with the same controls", why)
+            reason = f"{why}, so NASFE Cam shows this window. Closing it quits."
             self.window = ControlWindow(
                 reason,
                 enable=self.enable_action,
@@ -480,8 +482,7 @@ class TrayApp(QObject):
             for note in status.notes:
                 self.notify(note)
             if status.engine_error:
-                self.notify("Engine unavailable: the camera runs without enhancement (see About for why).",
-                            error=True)
+                self.notify("Engine unavailable: the camera runs without enhancement.", error=True)
         if self.choice() != self._opening_choice:  # the user picked again while this one opened
             self._request_open()
         self._refresh()
@@ -513,7 +514,7 @@ class TrayApp(QObject):
                         "(details in the log)", error=True)
             self._errors_told_at = now
         self._errors_seen = errors
-        self.preview.set_stats(snap, self.status_lines()[0])
+        self.preview.set_stats(snap, self.status_lines()[0], faces=self.state == "on")
         self._refresh()
 
     def _on_enrolled(self, prior: np.ndarray) -> None:

@@ -13,15 +13,19 @@ from facecam.tray.widgets import bgr_to_pixmap
 __all__ = ["PreviewWindow", "overlay_text"]
 
 
-def overlay_text(stats: dict) -> str:
-    """One line from a :meth:`facecam.stats.PipelineStats.snapshot`: fps, processing latency, faces."""
+def overlay_text(stats: dict, *, faces: bool = True) -> str:
+    """One line from a :meth:`facecam.stats.PipelineStats.snapshot`: fps, processing latency, faces.
+
+    ``faces=False`` leaves the face count out (a bypassed pipeline does not look for faces).
+    """
     parts = [f"{stats.get('fps', 0.0):.1f} fps"]
     total = stats.get("latency_ms", {}).get("total")
     if total:
         digits = 1 if total["p95"] < 10 else 0
         parts.append(f"latency {total['p50']:.{digits}f} ms (p95 {total['p95']:.{digits}f})")
-    faces = int(stats.get("faces", 0))
-    parts.append(f"{faces} face{'s' if faces != 1 else ''}")
+    if faces:
+        count = int(stats.get("faces", 0))
+        parts.append(f"{count} face{'s' if count != 1 else ''}")
     if stats.get("dropped_frames"):
         parts.append(f"{stats['dropped_frames']} dropped")
     return "  ·  ".join(parts)
@@ -52,9 +56,9 @@ class PreviewWindow(QWidget):
         #: Frames shown so far.
         self.frames_shown = 0
 
-    def set_stats(self, stats: dict, status: str = "") -> None:
-        """Text drawn over the next frames: the stats line and the filter's state (e.g. ``Bypassed``)."""
-        self._line = overlay_text(stats)
+    def set_stats(self, stats: dict, status: str = "", *, faces: bool = True) -> None:
+        """Text drawn over the next frames: the stats line (see :func:`overlay_text`) and the filter's state."""
+        self._line = overlay_text(stats, faces=faces)
         self._status = status
 
     def show_pair(self, after_bgr: np.ndarray, before_bgr: np.ndarray) -> None:

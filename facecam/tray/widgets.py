@@ -30,7 +30,7 @@ class StrengthSlider(QWidget):
         self.value_label.setMinimumWidth(self.value_label.fontMetrics().horizontalAdvance("100%") + 4)
         self.value_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         layout = QHBoxLayout(self)
-        layout.setContentsMargins(22, 4, 12, 4)  # lines up with the menu's text column
+        layout.setContentsMargins(28, 4, 12, 4)  # lines up with the menu's text column (Fusion style)
         layout.addWidget(QLabel("Strength"))
         layout.addWidget(self.slider, 1)
         layout.addWidget(self.value_label)
