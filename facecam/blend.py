@@ -166,6 +166,9 @@ class ExposureFollower:
         time_constant_s: smoothing time constant (seconds) of the gain, in the log domain; 0 = none.
         release_time_constant_s: time constant (seconds) of the fade back to 1 without faces.
         max_gain: gains are clamped to ``[1 / max_gain, max_gain]``.
+        max_tint: no channel's gain strays further than this factor from the channels' geometric
+            mean (larger casts are scaled down, the mean kept), so the scene follows the face's
+            light but a colour cast, or one odd skin tone, cannot recolour the whole room.
         knee: highlight roll-off start (see :func:`exposure_lut`).
     """
 
@@ -175,11 +178,13 @@ class ExposureFollower:
         time_constant_s: float = 0.5,
         release_time_constant_s: float = 2.0,
         max_gain: float = 8.0,
+        max_tint: float = 1.25,
         knee: float = 0.5,
     ) -> None:
         self.time_constant_s = time_constant_s
         self.release_time_constant_s = release_time_constant_s
         self.max_gain = max_gain
+        self.max_tint = max_tint
         self.knee = knee
         self._log_gain: np.ndarray | None = None
         self._t = 0.0
@@ -212,7 +217,8 @@ class ExposureFollower:
             weight: ``(S, S)`` float32 where to measure (the face mask).
 
         Returns:
-            ``(3,)`` float64 gains, clamped to ``[1 / max_gain, max_gain]``.
+            ``(3,)`` float64 gains within ``max_tint`` of their geometric mean, clamped to
+            ``[1 / max_gain, max_gain]``.
         """
         if before.shape != after.shape:
             raise ValueError(f"crop shapes differ: {before.shape} != {after.shape}")
@@ -220,6 +226,12 @@ class ExposureFollower:
         num = (_LINEAR_OF_U8[after] * w).sum(axis=(0, 1, 2))
         den = (_LINEAR_OF_U8[before] * w).sum(axis=(0, 1, 2))
         gain = (num + 1e-6) / (den + 1e-6)
+        # shrink the channels' log deviations from their mean: the tint fades, the brightening stays
+        log_gain = np.log(gain)
+        tint = log_gain - log_gain.mean()
+        limit = math.log(self.max_tint)
+        if np.abs(tint).max() > limit:
+            gain = np.exp(log_gain.mean() + tint * (limit / np.abs(tint).max()))
         return np.clip(gain, 1.0 / self.max_gain, self.max_gain).astype(np.float64)
 
     def update(self, gain: np.ndarray, t_s: float) -> np.ndarray:

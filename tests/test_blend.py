@@ -108,6 +108,18 @@ def test_exposure_measures_a_known_linear_gain():
     assert ExposureFollower(max_gain=2.0).measure(before, after, face_mask(S)).max() == 2.0
 
 
+def test_exposure_limits_a_colour_cast():
+    """An engine that tints the face must not recolour the room: channel gains stay near each other."""
+    rng = np.random.default_rng(1)
+    before = rng.integers(10, 120, (1, S, S, 3), dtype=np.uint8)
+    after = np.round(linear_to_srgb(srgb_to_linear(before / 255.0) * [1.0, 1.0, 4.0]) * 255).astype(np.uint8)
+    measured = ExposureFollower(max_tint=1.25).measure(before, after, face_mask(S))
+    mean = np.exp(np.log(measured).mean())
+    assert mean == pytest.approx(4.0 ** (1 / 3), rel=0.03)  # the overall brightening is kept
+    assert measured.max() / mean == pytest.approx(1.25, rel=1e-6)
+    assert measured.min() / mean < 1.0  # the cast is scaled down, not removed
+
+
 def test_exposure_follows_smoothly_and_releases_to_exact_passthrough():
     exp = ExposureFollower(time_constant_s=0.5, release_time_constant_s=1.0)
     assert not exp.active
