@@ -194,11 +194,13 @@ def test_enable_toggle_reaches_the_pipeline(make_app):
     assert app.controls.enabled and app.enable_action.isChecked()
     wait_until(lambda: latest_pair_differs(app), "an enhanced frame")
     wait_until(lambda: app.state == "on", "the on state")
+    on_icon = app.tray.icon().pixmap(32, 32).toImage()
 
     app.enable_action.trigger()  # what clicking the menu entry does
     assert app.controls.enabled is False
     wait_until(lambda: latest_pair_identical(app), "frames passed through after disabling")
     assert app.state == "off"
+    assert app.tray.icon().pixmap(32, 32).toImage() != on_icon
 
     app.enable_action.trigger()
     assert app.controls.enabled is True
@@ -423,6 +425,29 @@ def test_enrolment_saves_private_files_and_sets_the_identity(make_app, tmp_path,
     assert app.forget_action.isEnabled() and "remembered" in app.last_message
     wait_until(lambda: engine.calls[-1][1] is not None, "the engine to get the identity prior")
     assert dialog.progress.value() == 5
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def test_tray_is_the_default_command(monkeypatch):
+    import facecam.commands.tray as tray_command
+    from facecam.cli import main
+
+    seen = []
+    monkeypatch.setattr(tray_command, "run", lambda args: seen.append(args) or 0)
+    assert main([]) == 0
+    assert seen and seen[0].command == "tray" and seen[0].camera is None
+
+
+def test_tray_command_rejects_a_missing_camera_file(capsys, tmp_path):
+    from facecam.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["tray", "--camera", str(tmp_path / "nope.mp4")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope.mp4" in err
 
 
 # -- devices ------------------------------------------------------------------------------------

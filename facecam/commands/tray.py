@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from engine.errors import UserError
@@ -12,6 +15,8 @@ from facecam.capture import is_live, parse_source
 from facecam.commands.common import setup_logging
 from facecam.sinks import has_display
 from facecam.tray.devices import AUTO, SAMPLE
+
+log = logging.getLogger("facecam.tray")
 
 NAME = "tray"
 HELP = (
@@ -46,6 +51,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="engine weights file (default: the shipped model)")
 
 
+def _probe_qt() -> None:
+    """Start Qt's display plugin in a child process first: when it cannot (no X server, a missing xcb
+    library), Qt aborts the whole process with a core dump; this turns that into a one-line error."""
+    if os.environ.get("QT_QPA_PLATFORM", "").startswith(("offscreen", "minimal")):
+        return
+    code = "from PyQt6.QtGui import QGuiApplication; QGuiApplication(['probe'])"
+    try:
+        probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise UserError("Qt did not start within 60 s (is the display responding?)") from None
+    if probe.returncode != 0:
+        lines = [line.strip() for line in probe.stderr.splitlines() if line.strip()]
+        hint = next((line for line in lines if "needed" in line or "could not" in line.lower()), lines[0] if lines else "")
+        raise UserError(f"Qt cannot open the display ({hint}); `nasfe-cam doctor` checks the setup")
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging()
     if not has_display() and not os.environ.get("QT_QPA_PLATFORM"):
@@ -60,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         from PyQt6.QtWidgets import QApplication
     except ImportError as exc:
         raise UserError(f"PyQt6 is not available ({exc}); reinstall with `make install`") from None
+    _probe_qt()
 
     from facecam.tray.app import TrayApp
     from facecam.tray.icons import state_icon
@@ -77,11 +99,19 @@ def run(args: argparse.Namespace) -> int:
         camera=args.camera,
         tray_available=False if args.window else None,
     )
-    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C / kill quit cleanly
-        signal.signal(signum, lambda *_: tray.quit())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C / kill quit cleanly, from the event loop
+        signal.signal(signum, lambda *_: QTimer.singleShot(0, tray.quit))
     wake = QTimer()  # Python runs signal handlers only between bytecodes: let it in now and then
     wake.timeout.connect(lambda: None)
     wake.start(250)
+
+    def report(exc_type: type[BaseException], exc: BaseException, tb: object) -> None:
+        # PyQt aborts on an exception escaping a slot unless sys.excepthook is replaced: log it, tell
+        # the user, keep running
+        log.error("unexpected error", exc_info=(exc_type, exc, tb))  # type: ignore[arg-type]
+        tray.notify(f"Unexpected error: {exc_type.__name__}: {exc} (details in the log)", error=True)
+
+    previous_hook, sys.excepthook = sys.excepthook, report
     tray.show()
     if args.preview:
         tray.preview_action.setChecked(True)
@@ -89,3 +119,4 @@ def run(args: argparse.Namespace) -> int:
         return int(app.exec())
     finally:
         tray.shutdown()
+        sys.excepthook = previous_hook

@@ -500,7 +500,7 @@ class TrayApp(QObject):
 
     def _on_tick(self) -> None:
         """Twice a second: stats to the preview overlay; camera loss and frame errors to the user."""
-        if self._status is None:
+        if self._status is None or self._closing:
             return
         snap = self.service.stats.snapshot()
         lost = not snap["source_connected"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.align import CROP_SIZE
+from engine.enhancer import Enhancer
 from facecam.capture import CaptureError
 from facecam.controls import PipelineControls
 from facecam.pipeline import FramePipeline
@@ -100,9 +101,9 @@ class FilterService:
         self.stats = PipelineStats()
         self.filter: CameraFilter | None = None
         self._stack = ExitStack()
-        self._engine = None
+        self._engine: Enhancer | None = None
 
-    def _load_engine(self) -> tuple[object | None, str | None]:
+    def _load_engine(self) -> tuple[Enhancer | None, str | None]:
         """The engine (loaded once, kept on success) or the reason it is unavailable."""
         if self._engine is None:
             try:
