@@ -230,8 +230,7 @@ def test_mode_choice_reaches_the_pipeline_and_the_engine(make_app):
     assert app.controls.mode == "lowlight"
     assert [k for k, a in app.mode_actions.items() if a.isChecked()] == ["lowlight"]
     lowlight = np.array([[0.0, 0.0, 1.0]], np.float32)
-    wait_until(lambda: engine.calls and engine.calls[-1][0] is not None and np.array_equal(engine.calls[-1][0], lowlight),
-               "the engine to get the low-light prior")
+    wait_until(lambda: engine.calls and np.array_equal(engine.calls[-1][0], lowlight), "the engine to get the low-light prior")
     app.mode_actions["auto"].trigger()
     assert app.controls.mode == "auto"
     wait_until(lambda: engine.calls[-1][0] is None, "the engine to be asked to classify (auto)")
@@ -303,7 +302,8 @@ def test_fallback_window_when_there_is_no_tray(make_app, caplog):
     assert app.tray is None and app.window is not None
     assert app.window.isVisible()
     assert "No system tray" in app.window.reason.text()
-    assert any("no system tray" in r.getMessage().lower() and "control window" in r.getMessage() for r in caplog.records)
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("no system tray" in m.lower() and "control window" in m for m in logged)
     running(app)
     wait_until(lambda: app.window.status.text().startswith("On:"), "the window to show the on state")
     app.window.enable.click()  # the window's controls are the tray's controls

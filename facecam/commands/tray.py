@@ -63,7 +63,8 @@ def _probe_qt() -> None:
         raise UserError("Qt did not start within 60 s (is the display responding?)") from None
     if probe.returncode != 0:
         lines = [line.strip() for line in probe.stderr.splitlines() if line.strip()]
-        hint = next((line for line in lines if "needed" in line or "could not" in line.lower()), lines[0] if lines else "")
+        telling = [line for line in lines if "needed" in line or "could not" in line.lower()]
+        hint = (telling or lines or ["no message"])[0]
         raise UserError(f"Qt cannot open the display ({hint}); `nasfe-cam doctor` checks the setup")
 
 

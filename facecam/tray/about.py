@@ -47,8 +47,8 @@ class AboutDialog(QDialog):
         self.text = QPlainTextEdit()
         self.text.setReadOnly(True)
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.text.setPlainText("\n".join([f"NASFE Cam {app_version()}: real-time face enhancement for video calls", "", *summary,
-                                          "", "Checks (nasfe-cam doctor):", "  running..."]))
+        title = f"NASFE Cam {app_version()}: real-time face enhancement for video calls"
+        self.text.setPlainText("\n".join([title, "", *summary, "", "Checks (nasfe-cam doctor):", "  running..."]))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.close)
         layout = QVBoxLayout(self)

@@ -123,7 +123,8 @@ class TrayApp(QObject):
             self.tray.setContextMenu(self.menu)
             self.tray.activated.connect(self._on_tray_activated)
         else:
-            (log.warning if tray_available is None else log.info)("%s: showing a control window with the same controls", why)
+            report = log.warning if tray_available is None else log.info
+            report("%s: showing a control window with the same controls", why)
             reason = f"{why}, so NASFE Cam shows this window. Closing it quits."
             self.window = ControlWindow(
                 reason,
@@ -356,13 +357,14 @@ class TrayApp(QObject):
         if status is not None:
             engine = status.engine or f"unavailable ({status.engine_error})"
         photos = self.references.photo_count()
+        face = f"{photos} reference photos in {self.references.folder} (only you can read them)"
         summary = [
             f"Now:        {self.status_lines()[0]}",
             f"Camera:     {status.input if status else self.choice().camera}",
             f"Output:     {status.output if status else self.choice().output}",
             f"Engine:     {engine}",
             f"Settings:   {self.settings_store.path}",
-            f"Your face:  {f'{photos} reference photos in {self.references.folder} (only you can read them)' if photos else 'not remembered'}",
+            f"Your face:  {face if photos else 'not remembered'}",
         ]
         holding_vcam = status is not None and status.output.startswith("virtual camera")
         self.about_dialog = AboutDialog(summary, check_vcam=not holding_vcam)

@@ -43,7 +43,9 @@ class EnrolDialog(QDialog):
     #: Why enrolment failed (one line).
     failed = pyqtSignal(str)
 
-    def __init__(self, providers: Providers, store: ReferenceStore, *, photos: int = 5, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, providers: Providers, store: ReferenceStore, *, photos: int = 5, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Remember my face")
         self.providers = providers

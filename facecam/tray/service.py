@@ -162,11 +162,12 @@ class FilterService:
             stack.close()
             raise
         self._stack, self.filter, self.stats = stack, running, stats
-        log.info("running: %s -> %s (%s)", input_description, output_description, getattr(engine, "name", "passthrough"))
+        engine_name = engine.name if engine is not None else "passthrough"
+        log.info("running: %s -> %s (%s)", input_description, output_description, engine_name)
         return FilterStatus(
             input=input_description,
             output=output_description,
-            engine=getattr(engine, "name", None),
+            engine=engine.name if engine is not None else None,
             engine_error=engine_error,
             notes=tuple(notes),
         )
