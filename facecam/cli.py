@@ -6,6 +6,7 @@ COMMANDS: list[str] = [
     "facecam.commands.run",
     "facecam.commands.enhance",
     "facecam.commands.doctor",
+    "facecam.commands.bench",
     "facecam.commands.tray",
 ]
 

@@ -1,0 +1,69 @@
+"""``onnxruntime`` backend: the exported :class:`~engine.runtime.graph.InferenceGraph` on the CPU.
+
+The ONNX file is exported once per network (the weights digest is in its cache key) into the
+user's cache folder and loaded from there on later starts. Sessions use all of onnxruntime's graph
+optimisations (``ORT_ENABLE_ALL``: constant folding, conv + bias + activation fusion, layout
+transforms), ``intra_op_num_threads`` threads for the operators and no inter-op parallelism (the
+graph is one chain; a second pool would only compete with the video call for the cores).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.fused import NASFENet
+from engine.runtime.base import CropEnhancer, GraphInputs, to_uint8_nhwc
+from engine.runtime.cache import ArtifactCache, network_digest
+from engine.runtime.graph import GRAPH_VERSION, ONNX_MAX_BATCH, export_onnx_graph
+
+__all__ = ["OnnxRuntimeEnhancer", "onnx_cache_key", "cached_onnx"]
+
+
+def onnx_cache_key(net: NASFENet) -> dict[str, str]:
+    """What an exported graph depends on: the network, the graph wrapper and the exporter."""
+    return {
+        "artifact": "onnx-inference-graph",
+        "graph": GRAPH_VERSION,
+        "network": network_digest(net),
+        "torch": torch.__version__,
+    }
+
+
+def cached_onnx(net: NASFENet, cache_dir: str | Path) -> Path:
+    """Path of the ONNX export of ``net`` in ``cache_dir``, exporting it on the first call."""
+    cache = ArtifactCache(cache_dir, "onnx", ".onnx")
+    path, _ = cache.get_or_build(onnx_cache_key(net), lambda p: export_onnx_graph(net, p), lambda p: p)
+    return path
+
+
+class OnnxRuntimeEnhancer(CropEnhancer):
+    """The network in an onnxruntime CPU session.
+
+    Args:
+        net: the fused network.
+        threads: ``intra_op_num_threads`` (>= 1).
+        cache_dir: where the exported graph is kept (:func:`engine.runtime.paths.user_cache_dir`).
+        max_batch: most crops per session run (larger calls are split).
+    """
+
+    def __init__(self, net: NASFENet, *, threads: int, cache_dir: str | Path, max_batch: int = 4) -> None:
+        import onnxruntime as ort
+
+        if not 1 <= max_batch <= ONNX_MAX_BATCH:
+            raise ValueError(f"max_batch must be in 1..{ONNX_MAX_BATCH}, got {max_batch}")
+        super().__init__(net.config, "onnxruntime-cpu", max_batch=max_batch)
+        self.model_path = cached_onnx(net, cache_dir)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self.threads = threads
+
+    def _run(self, inputs: GraphInputs) -> np.ndarray:
+        (restored,) = self.session.run(None, inputs.arrays())
+        return to_uint8_nhwc(restored)
