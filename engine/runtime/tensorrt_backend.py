@@ -124,7 +124,7 @@ class TensorRTEnhancer(CropEnhancer):
         gpu = dict(gpu) if gpu is not None else describe_gpu(self.device)
         self.buckets = tuple(sorted(set(buckets)))
         super().__init__(net.config, "tensorrt-fp16", max_batch=self.buckets[-1])
-        cache = ArtifactCache(cache_dir, "tensorrt", ".ep")
+        cache = ArtifactCache(cache_dir, "tensorrt", ".pt2")
         self.engines: dict[int, Callable[..., torch.Tensor]] = {}
         self.cache_hits: dict[int, bool] = {}
         for b in self.buckets:

@@ -119,7 +119,8 @@ class TorchEnhancer(CropEnhancer):
         """uint8 NHWC crops + masks on the device -> uint8 NHWC restored crops on the device."""
         x = t["crops"].permute(0, 3, 1, 2).float().mul_(1.0 / 255.0)
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.precision == "fp16"):
+        # No autocast weight cache: cached casts made during CUDA graph capture would be stale.
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.precision == "fp16", cache_enabled=False):
             y = self.graph(x, t["prior"], t["use_prior"], t["identity"], t["has_identity"])
         return to_uint8_nhwc_tensor(y)
 
