@@ -24,26 +24,77 @@ from torch import Tensor, nn
 __all__ = ["dft_matrices", "rdft2", "irdft2", "wiener_deconvolution", "WienerDeconvolution"]
 
 
-_MATRICES: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
+_CACHE: dict[tuple[int, int, torch.device], dict[str, Tensor]] = {}
 
 
 def dft_matrices(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Cosine and sine matrices ``(n, n)`` float32: ``C[k, m] = cos(2 pi k m / n)``, ``S`` with sin.
 
-    Angles are reduced modulo ``n`` in integers before the trigonometry so large ``k * m`` keep full
-    precision. Cached per ``(n, device)``; callers must not modify the result. Tensors made while a
-    tracer runs (fake tensors under ``torch.export``) are not cached; run the module once eagerly
-    before exporting so the trace embeds the cached matrices as constants.
+    Angles are reduced modulo ``n`` in integers before the trigonometry, in float64, so large
+    ``k * m`` keep full precision. Both matrices are symmetric.
     """
-    key = (n, torch.device(device))
-    if key in _MATRICES:
-        return _MATRICES[key]
     k = torch.arange(n, dtype=torch.int64)
     angle = (torch.outer(k, k) % n).to(torch.float64) * (2.0 * math.pi / n)
-    pair = torch.cos(angle).to(device, torch.float32), torch.sin(angle).to(device, torch.float32)
-    if type(pair[0]) is Tensor:  # a real tensor, not a tracer's stand-in
-        _MATRICES[key] = pair
-    return pair
+    return torch.cos(angle).to(device, torch.float32), torch.sin(angle).to(device, torch.float32)
+
+
+def _plan(h: int, w: int, device: torch.device) -> dict[str, Tensor]:
+    """The product matrices of :func:`_rdft2_t` / :func:`_irdft2_t` for ``h x w``, cached.
+
+    Tensors made while a tracer runs (fake tensors under ``torch.export``) are not cached; run the
+    module once eagerly before exporting so the trace embeds the cached matrices as constants.
+    """
+    key = (h, w, torch.device(device))
+    if key in _CACHE:
+        return _CACHE[key]
+    wh = w // 2 + 1
+    ch, sh = dft_matrices(h, device)
+    cw, sw = dft_matrices(w, device)
+    # Inverse along W from the half spectrum: the DC (and, for even W, Nyquist) column counts once,
+    # the others twice (their conjugate half); 1 / (H W) normalises the round trip.
+    weight = torch.full((wh, 1), 2.0, device=device)
+    weight[0] = 1.0
+    if w % 2 == 0:
+        weight[-1] = 1.0
+    weight = weight / (h * w)
+    plan = {
+        "fwd_w": torch.cat([cw[:, :wh], -sw[:, :wh]], dim=1),  # (W, 2wh)
+        "fwd_h": torch.cat([ch, sh], dim=1),  # (H, 2H)
+        "inv_h": torch.cat([torch.cat([ch, sh], dim=1), torch.cat([-sh, ch], dim=1)], dim=0),  # (2H, 2H)
+        "inv_w_cos": cw[:wh] * weight,  # (wh, W)
+        "inv_w_sin": sw[:wh] * weight,  # (wh, W)
+    }
+    if all(type(t) is Tensor for t in plan.values()):  # real tensors, not a tracer's stand-ins
+        _CACHE[key] = plan
+    return plan
+
+
+def _rdft2_t(x: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`rdft2` returning the *transposed* half spectra ``(..., W // 2 + 1, H)``.
+
+    Every product is ``rows @ fixed matrix`` (one large GEMM, no broadcast batched products), and
+    C, S are symmetric, so transposing is free algebra: with ``A = x (C_w - i S_w)``,
+    ``X^T = A^T (C_h - i S_h)``.
+    """
+    h, w = x.shape[-2:]
+    wh = w // 2 + 1
+    plan = _plan(h, w, x.device)
+    # Dense inputs let matmul fold every leading dim into one GEMM (channels-last would not).
+    a = (x.contiguous() @ plan["fwd_w"]).transpose(-1, -2).contiguous()  # (..., 2wh, H): [A_r^T; A_i^T]
+    y = a @ plan["fwd_h"]  # (..., 2wh, 2H): [[A_r^T C, A_r^T S], [A_i^T C, A_i^T S]]
+    real = y[..., :wh, :h] + y[..., wh:, h:]
+    imag = y[..., wh:, :h] - y[..., :wh, h:]
+    return real, imag
+
+
+def _irdft2_t(real_t: Tensor, imag_t: Tensor, width: int) -> Tensor:
+    """Inverse of :func:`_rdft2_t`: transposed half spectra ``(..., W // 2 + 1, H)`` -> ``(..., H, W)``."""
+    wh, h = real_t.shape[-2:]
+    plan = _plan(h, width, real_t.device)
+    # Along H: B = (C + iS) X  ->  [B_r^T | B_i^T] = [X_r^T | X_i^T] @ [[C, S], [-S, C]].
+    b = (torch.cat([real_t, imag_t], dim=-1) @ plan["inv_h"]).transpose(-1, -2).contiguous()  # (..., 2H, wh)
+    # Along W (half spectrum -> real): x = B_r @ (w cos) - B_i @ (w sin).
+    return b[..., :h, :] @ plan["inv_w_cos"] - b[..., h:, :] @ plan["inv_w_sin"]
 
 
 def rdft2(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -56,18 +107,8 @@ def rdft2(x: Tensor) -> tuple[Tensor, Tensor]:
         ``(real, imag)``, each ``(..., H, W // 2 + 1)`` float32, with
         ``X[k, m] = sum_{h, w} x[h, w] exp(-2 pi i (k h / H + m w / W))``.
     """
-    h, w = x.shape[-2:]
-    wh = w // 2 + 1
-    ch, sh = dft_matrices(h, x.device)
-    cw, sw = dft_matrices(w, x.device)
-    # Along W (real input): A = x @ (C - iS)[:, :wh]  ->  [A_r | A_i] in one product.
-    a = x @ torch.cat([cw[:, :wh], -sw[:, :wh]], dim=1)  # (..., H, 2 wh)
-    # Along H (complex input): X = (C - iS) A  ->  stacked [C; S] @ A in one product.
-    y = torch.cat([ch, sh], dim=0) @ a  # (..., 2H, 2 wh)
-    ca, sa = y[..., :h, :], y[..., h:, :]
-    real = ca[..., :wh] + sa[..., wh:]
-    imag = ca[..., wh:] - sa[..., :wh]
-    return real, imag
+    real_t, imag_t = _rdft2_t(x)
+    return real_t.transpose(-1, -2), imag_t.transpose(-1, -2)
 
 
 def irdft2(real: Tensor, imag: Tensor, width: int) -> Tensor:
@@ -82,23 +123,9 @@ def irdft2(real: Tensor, imag: Tensor, width: int) -> Tensor:
         ``(..., H, width)`` real float32. As ``irfft``, the imaginary parts of the DC and Nyquist
         columns are ignored (they are zero for a spectrum of a real signal).
     """
-    h, wh = real.shape[-2:]
-    if wh != width // 2 + 1 or imag.shape != real.shape:
+    if real.shape[-1] != width // 2 + 1 or imag.shape != real.shape:
         raise ValueError(f"half spectra {tuple(real.shape)}/{tuple(imag.shape)} do not match width {width}")
-    ch, sh = dft_matrices(h, real.device)
-    cw, sw = dft_matrices(width, real.device)
-    # Along H (inverse, complex): B = (C + iS) X -> [B_r; B_i] = [[C, -S], [S, C]] @ [X_r; X_i].
-    b = torch.cat([torch.cat([ch, -sh], dim=1), torch.cat([sh, ch], dim=1)], dim=0) @ torch.cat(
-        [real, imag], dim=-2
-    )
-    # Along W (complex half spectrum -> real): x = sum_m w_m (B_r cos - B_i sin) / (H W), where the
-    # DC (and Nyquist, for even W) column counts once and the others twice (conjugate half).
-    weight = torch.full((wh, 1), 2.0, device=real.device)
-    weight[0] = 1.0
-    if width % 2 == 0:
-        weight[-1] = 1.0
-    basis = torch.cat([cw[:wh], -sw[:wh]], dim=0) * torch.cat([weight, weight], dim=0) / (h * width)
-    return torch.cat([b[..., :h, :], b[..., h:, :]], dim=-1) @ basis
+    return _irdft2_t(real.transpose(-1, -2), imag.transpose(-1, -2), width)
 
 
 def _float32_region(device_type: str) -> contextlib.AbstractContextManager:
@@ -143,14 +170,14 @@ def wiener_deconvolution(x1: Tensor, x2: Tensor, eps: float = 0.01) -> Tensor:
     with _float32_region(x1.device.type):
         c = x1.shape[1]
         n = x1.shape[-2] * x1.shape[-1]
-        real, imag = rdft2(torch.cat([x1, x2], dim=1).float())  # one transform for both inputs
+        real, imag = _rdft2_t(torch.cat([x1, x2], dim=1).float())  # one transform for both inputs
         r1, r2, i1, i2 = real[:, :c], real[:, c:], imag[:, :c], imag[:, c:]
         # Orthonormal spectra are the unnormalised ones / sqrt(n): the ratio keeps its form with
         # eps * n, and the orthonormal inverse is sqrt(n) times the unnormalised one.
         den = r2 * r2 + i2 * i2 + eps * n
         out_r = (r2 * r1 + i2 * i1) / den
         out_i = (r2 * i1 - i2 * r1) / den
-        out = irdft2(out_r, out_i, x1.shape[-1]) * math.sqrt(n)
+        out = _irdft2_t(out_r, out_i, x1.shape[-1]) * math.sqrt(n)
     return out.to(dtype)
 
 
