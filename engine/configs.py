@@ -182,7 +182,7 @@ register_config(
         enc_blocks=1,
         fusion_down=1,
         fusion_channels=(32, 64),
-        layers=5,
+        layers=4,
         blocks=3,
         ops=RT_OPS,
         dec_channels=16,

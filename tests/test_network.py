@@ -221,11 +221,11 @@ def test_viterbi_follows_beta():
         # Prefer staying low-resolution: node (l, 1) from level 1, node (l, 0) from level 1.
         sn.fusion.beta[:, :, 2] = 3.0  # from level s + 1
         sn.fusion.beta[:, 1, 1] = 4.0  # level 1 from level 1
-    assert sn.derive().path == (1, 1, 1, 1, 0)
+    assert sn.derive().path == (1,) * (sn.config.layers - 1) + (0,)
     with torch.no_grad():
         sn.fusion.beta.zero_()
         sn.fusion.beta[:, 0, 1] = 3.0  # level 0 from level 0
-    assert sn.derive().path == (0, 0, 0, 0, 0)
+    assert sn.derive().path == (0,) * sn.config.layers
 
 
 @pytest.mark.parametrize("genotype", GENOTYPES, ids=lambda g: "-".join(b.ops[0] for b in g.blocks))
@@ -309,8 +309,9 @@ def test_genotype_must_fit_config(tmp_path):
     GENOTYPES[0].save(tmp_path / "g.json")
     with pytest.raises(UserError, match="2 blocks, config 'rt' has 3"):
         Genotype.load(tmp_path / "g.json", get_config("rt"))
-    rt_only = Genotype("rt", tuple(BlockGene((0, 1), ("self_attention", "identity")) for _ in range(3)), (0,) * 5)
-    assert "not in config 'rt'" in " ".join(rt_only.problems(get_config("rt")))
+    rt = get_config("rt")
+    rt_only = Genotype("rt", tuple(BlockGene((0, 1), ("self_attention", "identity")) for _ in range(rt.blocks)), (0,) * rt.layers)
+    assert "not in config 'rt'" in " ".join(rt_only.problems(rt))
 
 
 def test_save_and_load_fused_round_trip(tmp_path):
@@ -393,7 +394,7 @@ def test_rt_flops_budget_for_any_derivable_network():
             sn.fusion.alpha.normal_(generator=torch.Generator().manual_seed(seed))
             sn.fusion.beta.normal_(generator=torch.Generator().manual_seed(seed + 10))
         assert network_flops(build_fused(sn.derive()), cfg) <= worst.flops
-    assert len(all_paths(cfg.layers, cfg.levels)) == 16
+    assert len(all_paths(cfg.layers, cfg.levels)) == 2 ** (cfg.layers - 1)  # two levels: free inner layers
 
 
 def test_paper_params_near_the_papers_6_4_million():
