@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from engine.errors import UserError
-from training.data import BatchStream, FaceSet, ReferencePicker, augment_crops, centre_crops
+from training.data import BatchStream, FaceSet, ReferencePicker, augment_crops, centre_crops, random_patches
 from training.degrade.pipeline import DegradationConfig, degrade
 from training.faces import crops_to_tensor
 from training.run_config import AugmentConfig, DataConfig
@@ -102,6 +102,7 @@ class BatchMaker:
         n_refs: most references per sample.
         p_no_identity: probability of a sample without identity prior.
         priors: identity-prior table; ``None`` leaves ``Batch.identity`` as ``None``.
+        patch: train on random ``patch x patch`` windows of the crop (0 = whole crop).
     """
 
     def __init__(
@@ -120,8 +121,10 @@ class BatchMaker:
         n_refs: int = 3,
         p_no_identity: float = 0.3,
         priors: ReferencePriors | None = None,
+        patch: int = 0,
     ) -> None:
         self.faces = faces
+        self.patch = patch
         self.stream = BatchStream(pool, batch, seed, stream, rank, world)
         self.degradation = degradation
         self.augment = augment
@@ -136,7 +139,10 @@ class BatchMaker:
         idx = self.stream.indices(step)
         g = self.stream.generator(step)
         context = crops_to_tensor(np.asarray(self.faces.crops[idx]))
-        clean = augment_crops(context, self.faces.crop_size, self.augment, g).to(self.device)
+        clean = augment_crops(context, self.faces.crop_size, self.augment, g)
+        if self.patch:
+            clean = random_patches(clean, self.patch, g)
+        clean = clean.to(self.device)
         y, labels, _ = degrade(clean, self.degradation, self.stream.generator(step, device=self.device))
         refs = (self.references.pick(idx, self.n_refs, self.p_no_identity, g) if self.references is not None
                 else _no_refs(len(idx)))

@@ -45,6 +45,7 @@ __all__ = [
     "ReferencePicker",
     "augment_crops",
     "centre_crops",
+    "random_patches",
     "resolve_path",
 ]
 
@@ -322,3 +323,22 @@ def augment_crops(context: torch.Tensor, crop_size: int, cfg: AugmentConfig, gen
 
     gain = torch.stack([1.0 + temp, 1.0 + tint, 1.0 - temp], dim=1) * torch.exp2(stops)[:, None]
     return (out * gain[:, :, None, None]).clamp(0.0, 1.0)
+
+
+def random_patches(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """One random ``size x size`` window per image (integer offsets; cheaper search/pretraining steps).
+
+    Args:
+        images: ``(B, C, H, W)``.
+        size: patch side, ``<= min(H, W)``.
+        generator: CPU generator for the offsets.
+
+    Returns:
+        ``(B, C, size, size)``, same dtype and device.
+    """
+    b, _, h, w = images.shape
+    if not 0 < size <= min(h, w):
+        raise ValueError(f"patch size {size} does not fit images of {h}x{w}")
+    ys = torch.randint(h - size + 1, (b,), generator=generator).tolist()
+    xs = torch.randint(w - size + 1, (b,), generator=generator).tolist()
+    return torch.stack([im[:, y:y + size, x:x + size] for im, y, x in zip(images, ys, xs)])

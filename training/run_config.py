@@ -102,10 +102,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class StageConfig:
-    """Length, batch and bookkeeping intervals of one trained stage (see :class:`training.loop.LoopSettings`)."""
+    """Length, batch and bookkeeping intervals of one trained stage (see :class:`training.loop.LoopSettings`).
+
+    ``patch`` trains on random ``patch x patch`` windows of the aligned crop (0 = the whole crop):
+    the networks are convolutional, so a search or warm-up on patches sees the same pixel scale at
+    a fraction of the cost. ``val_images`` caps the stage's validation batch (0 = ``data.val_images``).
+    """
 
     steps: int = 1000
     batch: int = 16
+    patch: int = 0
+    val_images: int = 0
     lr: float = 1e-3
     ckpt_every: int = 200
     eval_every: int = 200

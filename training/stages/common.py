@@ -12,8 +12,15 @@ from training.batches import Batch
 from training.loop import LoopSettings
 from training.run_config import StageConfig
 from training.seeding import derive_seed, stream_id
+from training.stages.context import RunContext
 
-__all__ = ["loop_settings", "seeded_init", "psnr", "cosine_lr", "set_lr", "identity_inputs"]
+__all__ = ["loop_settings", "seeded_init", "psnr", "cosine_lr", "set_lr", "identity_inputs", "val_count"]
+
+
+def val_count(ctx: RunContext, cfg: StageConfig) -> int:
+    """Size of a stage's fixed validation batch: its own cap, else ``data.val_images``, at most the pool."""
+    wanted = cfg.val_images or ctx.cfg.data.val_images
+    return min(wanted, len(ctx.split[1]))
 
 
 def loop_settings(cfg: StageConfig) -> LoopSettings:

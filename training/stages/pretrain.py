@@ -23,7 +23,7 @@ from engine.enhancer import CLASSES
 from training.batches import TASKS, BatchMaker, degradation_config, fixed_batch
 from training.checkpoint import save_weights
 from training.loop import StageLoop
-from training.stages.common import loop_settings, psnr, seeded_init
+from training.stages.common import loop_settings, psnr, seeded_init, val_count
 from training.stages.context import RunContext
 
 __all__ = ["PretrainModel", "run", "weights_path"]
@@ -72,7 +72,8 @@ def run(ctx: RunContext) -> None:
 
     def maker(task: str | None) -> BatchMaker:
         return BatchMaker(ctx.faces, train_idx, cfg.batch, seed, f"pretrain-{task or 'mixed'}",
-                          degradation_config(data, task), data.augment, rt.device, rt.rank, rt.world_size)
+                          degradation_config(data, task), data.augment, rt.device, rt.rank, rt.world_size,
+                          patch=cfg.patch)
 
     makers = [maker(t) for t in TASKS]
     mixed = maker(None)
@@ -93,7 +94,7 @@ def run(ctx: RunContext) -> None:
 
     val = None
     if rt.is_main:
-        n = min(data.val_images, len(val_idx))
+        n = val_count(ctx, cfg)
         val = {t: fixed_batch(ctx.faces, val_idx, n, seed, f"val-{t}", degradation_config(data, t), rt.device)
                for t in TASKS}
         val_mixed = fixed_batch(ctx.faces, val_idx, n, seed, "val-mixed", degradation_config(data), rt.device)

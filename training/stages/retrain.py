@@ -29,7 +29,7 @@ from training.data import ReferencePicker
 from training.loop import StageLoop
 from training.seeding import derive_seed, stream_id
 from training.stages import derive, pretrain, search
-from training.stages.common import cosine_lr, identity_inputs, loop_settings, psnr, set_lr
+from training.stages.common import cosine_lr, identity_inputs, loop_settings, psnr, set_lr, val_count
 from training.stages.context import RunContext
 from training.stages.identity import reference_priors
 
@@ -84,7 +84,7 @@ def run(ctx: RunContext) -> None:
     priors = reference_priors(ctx)
     batches = BatchMaker(ctx.faces, train_idx, cfg.batch, seed, "retrain", degradation_config(data), data.augment,
                          rt.device, rt.rank, rt.world_size, ReferencePicker(ctx.faces.identity, train_idx),
-                         data.n_refs, data.p_no_identity, priors)
+                         data.n_refs, data.p_no_identity, priors, patch=cfg.patch)
 
     def step(i: int) -> dict[str, float]:
         lr = cosine_lr(i, cfg.steps, cfg.lr, cfg.lr_final)
@@ -106,7 +106,7 @@ def run(ctx: RunContext) -> None:
     val = None
     if rt.is_main:
         vrefs = ReferencePicker(ctx.faces.identity, val_idx)
-        val = fixed_batch(ctx.faces, val_idx, min(data.val_images, len(val_idx)), seed, "val-mixed",
+        val = fixed_batch(ctx.faces, val_idx, val_count(ctx, cfg), seed, "val-mixed",
                           degradation_config(data), rt.device, vrefs, data.n_refs, priors)
 
     @torch.no_grad()

@@ -30,7 +30,7 @@ from training.data import ReferencePicker
 from training.loop import StageLoop
 from training.seeding import derive_seed, make_generator, stream_id
 from training.stages import pretrain
-from training.stages.common import identity_inputs, loop_settings, psnr
+from training.stages.common import identity_inputs, loop_settings, psnr, val_count
 from training.stages.context import RunContext
 from training.stages.identity import reference_priors
 
@@ -79,7 +79,7 @@ def run(ctx: RunContext) -> None:
     refs = ReferencePicker(ctx.faces.identity, train_idx)
     common = dict(degradation=degradation_config(data), augment=data.augment, device=rt.device, rank=rt.rank,
                   world=rt.world_size, references=refs, n_refs=data.n_refs, p_no_identity=data.p_no_identity,
-                  priors=priors)
+                  priors=priors, patch=cfg.patch)
     weights_batches = BatchMaker(ctx.faces, half_w, cfg.batch, seed, "search-weights", **common)
     arch_batches = BatchMaker(ctx.faces, half_a, cfg.batch, seed, "search-arch", **common)
     ops = net_cfg.ops
@@ -126,7 +126,7 @@ def run(ctx: RunContext) -> None:
     val = None
     if rt.is_main:
         vrefs = ReferencePicker(ctx.faces.identity, val_idx)
-        val = fixed_batch(ctx.faces, val_idx, min(data.val_images, len(val_idx)), seed, "val-mixed",
+        val = fixed_batch(ctx.faces, val_idx, val_count(ctx, cfg), seed, "val-mixed",
                           degradation_config(data), rt.device, vrefs, data.n_refs, priors)
 
     @torch.no_grad()
