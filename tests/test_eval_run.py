@@ -165,11 +165,13 @@ def test_identification_protocol_on_real_faces(report):
 
 def test_grid_has_a_labelled_column_per_method(report):
     res = _results(report)
-    grid = cv2.imread(str(report / "grid_Test-BNL.png"))
     columns = len(res["methods"]) + 1  # + ground truth
+    grid = cv2.imread(str(report / "grid_Test-BNL.png"))
     assert grid.shape == (22 + 4 * 130, columns * 130, 3)
     header = grid[:22, :128]
     assert header.min() < 100 and header.max() == 255  # dark text on white
+    # No blur in Test-N: the oracle deconvolution has nothing to show and its column is dropped.
+    assert cv2.imread(str(report / "grid_Test-N.png")).shape[1] == (columns - 1) * 130
 
 
 def test_same_inputs_give_same_numbers(report, testsets, tmp_path):

@@ -60,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clean photos per source (whole identities, seeded order); default all")
     parser.add_argument("--per-image", type=int, default=2, metavar="K",
                         help="degraded versions per clean photo and set (default 2)")
-    parser.add_argument("--slow-limit", type=int, default=8, metavar="M",
-                        help="images per set and source for slow baselines like BM3D (default 8)")
+    parser.add_argument("--slow-limit", type=int, default=4, metavar="M",
+                        help="images per set and source for slow baselines: BM3D takes 2-9 s a crop "
+                             "here (default 4)")
     parser.add_argument("--grid-rows", type=int, default=6, metavar="R",
                         help="faces per comparison grid (default 6)")
     parser.add_argument("--batch-size", type=int, default=8, help="crops per network call (default 8)")

@@ -47,7 +47,7 @@ class EvalConfig:
     sources: tuple[str, ...]
     limit: int | None = None
     per_image: int = 2
-    slow_limit: int = 8
+    slow_limit: int = 4
     grid_rows: int = 6
     seed: int = 0
     chunk: int = 8
@@ -89,6 +89,14 @@ def _check_output(method: Method, out: np.ndarray, like: np.ndarray) -> np.ndarr
 
 def _placeholder(like: np.ndarray) -> np.ndarray:
     return np.full_like(like, _PLACEHOLDER_GREY)
+
+
+def _grid(rows: list[list[np.ndarray | None]], labels: list[str]) -> np.ndarray:
+    """Comparison grid without the columns of methods that gave nothing here (the oracle on a set
+    without blur); a missing cell in a kept column (beyond a slow method's subset) is grey."""
+    keep = [j for j in range(len(labels)) if any(r[j] is not None for r in rows)]
+    return comparison_grid([[_placeholder(r[-1]) if r[j] is None else r[j] for j in keep] for r in rows],
+                           [labels[j] for j in keep])
 
 
 def _embed(embedder: Embedder, crops: Sequence[np.ndarray]) -> np.ndarray:
@@ -203,7 +211,7 @@ def evaluate(
     timing: dict[str, float] = defaultdict(float)
     quality: dict[str, dict[str, Any]] = defaultdict(dict)
     recognition: dict[str, dict[str, Any]] = defaultdict(dict)
-    grid_rows: dict[str, list[list[np.ndarray]]] = defaultdict(list)
+    grid_rows: dict[str, list[list[np.ndarray | None]]] = defaultdict(list)
     photos: dict[str, _Photos] = {}
     galleries: dict[str, Gallery] = {}
     tables: dict[str, ReferenceTable] = {}
@@ -233,11 +241,9 @@ def evaluate(
         n_grid = math.ceil(config.grid_rows / sum(k[0] == set_name for k in groups))
         res = _run_group(group, hints, methods, config, lambda i: identify_here or i < n_grid, timing, bar)
         quality[set_name][source] = res.cells
+        kept = {m.name: dict(res.outputs[m.name]) for m in methods}
         for i in range(min(n_grid, len(group))):
-            row = {m.name: dict(res.outputs[m.name]).get(i) for m in methods}
-            grid_rows[set_name].append(
-                [_placeholder(res.clean[i]) if row[m.name] is None else row[m.name] for m in methods]
-                + [res.clean[i]])
+            grid_rows[set_name].append([kept[m.name].get(i) for m in methods] + [res.clean[i]])
         if identify_here:
             t0 = time.perf_counter()
             embedder = embedder or embedder_factory()
@@ -253,7 +259,7 @@ def evaluate(
     labels = [m.label for m in methods] + ["Ground truth"]
     for set_name, rows in grid_rows.items():
         name = f"grid_{set_name}.png"
-        write_rgb(config.out / name, comparison_grid(rows[: config.grid_rows], labels))
+        write_rgb(config.out / name, _grid(rows[: config.grid_rows], labels))
         grids.append(name)
     timing["total"] = time.perf_counter() - t_start
     results = {
@@ -300,10 +306,10 @@ def _meta(
     timing: dict[str, float],
     grids: list[str],
 ) -> dict[str, Any]:
-    photos: dict[str, set[Path]] = defaultdict(set)
+    photos: dict[str, set[str]] = defaultdict(set)
     people: dict[str, set[str]] = defaultdict(set)
     for (_, source), g in groups.items():
-        photos[source].update(s.clean for s in g)
+        photos[source].update(s.photo for s in g)
         people[source].update(s.identity for s in g)
     counts = ", ".join(f"{s} {len(photos[s])} photos of {len(people[s])} people" for s in photos)
     sizes = ", ".join(f"{k[0]}/{k[1]} {len(g)}" for k, g in groups.items())
