@@ -43,6 +43,7 @@ class Batch:
         clean: ``(B, 3, S, S)`` float32 RGB in [0, 1], the target.
         degraded: ``(B, 3, S, S)`` float32 RGB in [0, 1], the input.
         labels: ``(B, 3)`` float degradation label ``c = (b, n, l)``.
+        targets: ``(B,)`` int64 face-set index of each sample's photo.
         refs: ``(B, n)`` int64 reference photo indices into the face set, ``-1`` = empty slot.
         identity: ``(B, C, h, w)`` identity prior (zeros where a sample has none), or ``None``
             when no prior table was given.
@@ -52,6 +53,7 @@ class Batch:
     clean: torch.Tensor
     degraded: torch.Tensor
     labels: torch.Tensor
+    targets: np.ndarray
     refs: np.ndarray
     identity: torch.Tensor | None
     has_identity: torch.Tensor
@@ -146,17 +148,17 @@ class BatchMaker:
         y, labels, _ = degrade(clean, self.degradation, self.stream.generator(step, device=self.device))
         refs = (self.references.pick(idx, self.n_refs, self.p_no_identity, g) if self.references is not None
                 else _no_refs(len(idx)))
-        return _assemble(clean, y, labels, refs, self.priors, self.device)
+        return _assemble(clean, y, labels, idx, refs, self.priors, self.device)
 
 
 def _no_refs(n: int) -> np.ndarray:
     return np.full((n, 1), -1, np.int64)
 
 
-def _assemble(clean: torch.Tensor, y: torch.Tensor, labels: torch.Tensor, refs: np.ndarray,
+def _assemble(clean: torch.Tensor, y: torch.Tensor, labels: torch.Tensor, targets: np.ndarray, refs: np.ndarray,
               priors: ReferencePriors | None, device: torch.device) -> Batch:
     identity = priors.prior(refs, device) if priors is not None else None
-    return Batch(clean=clean, degraded=y, labels=labels.float(), refs=refs, identity=identity,
+    return Batch(clean=clean, degraded=y, labels=labels.float(), targets=targets, refs=refs, identity=identity,
                  has_identity=torch.from_numpy(refs[:, 0] >= 0).to(device))
 
 
@@ -192,4 +194,4 @@ def fixed_batch(
     clean = crops_to_tensor(centre_crops(np.asarray(faces.crops[idx]), faces.crop_size)).to(device)
     y, labels, _ = degrade(clean, degradation, make_generator(seed, stream_id(name), 1, device=device))
     refs = references.pick(idx, n_refs, 0.0, g) if references is not None else _no_refs(len(idx))
-    return _assemble(clean, y, labels, refs, priors, device)
+    return _assemble(clean, y, labels, idx, refs, priors, device)

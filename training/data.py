@@ -66,6 +66,7 @@ class FaceSet:
         identities: identity names (``source:name``) indexed by those numbers.
         paths: photo paths relative to the faces folder, for reports.
         crop_size: side ``S`` of the model crop; the centre ``S x S`` of a context crop.
+        key: cache key (photo list, index file, sizes); names caches derived from this set.
     """
 
     crops: np.ndarray
@@ -73,6 +74,7 @@ class FaceSet:
     identities: tuple[str, ...]
     paths: tuple[str, ...]
     crop_size: int
+    key: str = ""
 
     def __len__(self) -> int:
         return len(self.identity)
@@ -80,6 +82,11 @@ class FaceSet:
     @property
     def context_size(self) -> int:
         return self.crops.shape[1]
+
+    def model_crops(self) -> np.ndarray:
+        """``(N, S, S, 3)`` uint8 RGB view of the exact model crops (no copy)."""
+        off = (self.context_size - self.crop_size) // 2
+        return self.crops[:, off:off + self.crop_size, off:off + self.crop_size]
 
 
 def _select_records(cfg: DataConfig) -> tuple[Path, list[FaceRecord]]:
@@ -159,7 +166,7 @@ def load_face_set(cfg: DataConfig, crop_size: int, runtime: Runtime | None = Non
     lookup = {n: i for i, n in enumerate(names)}
     crops = np.load(data_file, mmap_mode="r", allow_pickle=False)
     return FaceSet(crops=crops, identity=np.array([lookup[n] for n in meta["identity"]], np.int64),
-                   identities=tuple(names), paths=tuple(meta["paths"]), crop_size=crop_size)
+                   identities=tuple(names), paths=tuple(meta["paths"]), crop_size=crop_size, key=key)
 
 
 def split_validation(identity: np.ndarray, n_identities: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

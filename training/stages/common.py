@@ -59,15 +59,13 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def identity_inputs(batch: Batch, id_channels: int, id_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(identity, has_identity)`` for the network: the batch's prior, or zeros with an all-zero mask.
+def identity_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(identity, has_identity)`` for the network: the batch's prior and a float {0, 1} mask.
 
     The network always gets a tensor and a mask (never ``None``) so that every parameter of the
-    identity branch takes part in every step, as DistributedDataParallel requires.
+    identity branch takes part in every step, as DistributedDataParallel requires; samples without
+    references carry zeros and mask 0 (the network's learned neutral embedding).
     """
-    has = batch.has_identity.float()
-    if batch.identity is not None:
-        return batch.identity, has
-    b = batch.clean.shape[0]
-    zeros = torch.zeros(b, id_channels, id_size, id_size, device=batch.clean.device)
-    return zeros, torch.zeros_like(has)
+    if batch.identity is None:
+        raise ValueError("batch has no identity priors (BatchMaker was built without a reference table)")
+    return batch.identity, batch.has_identity.float()

@@ -23,15 +23,17 @@ from tqdm import tqdm
 from engine.build import build_fused, build_supernet, derive_fused, save_fused
 from engine.errors import UserError
 from engine.genotype import Genotype
+from engine.recognition import DlibCropFeatures, load_dlib_resnet
 from training.batches import BatchMaker, degradation_config, fixed_batch
 from training.checkpoint import load_weights
 from training.data import ReferencePicker
 from training.loop import StageLoop
+from training.losses import FinalLoss
 from training.seeding import derive_seed, stream_id
 from training.stages import derive, pretrain, search
 from training.stages.common import cosine_lr, identity_inputs, loop_settings, psnr, set_lr, val_count
 from training.stages.context import RunContext
-from training.stages.identity import reference_priors
+from training.stages.identity import loss_references, reference_table
 
 __all__ = ["run", "best_dir", "weights_path"]
 
@@ -74,14 +76,16 @@ def run(ctx: RunContext) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scaler = rt.grad_scaler()
     loop = StageLoop(NAME, ctx.stage_dir(NAME), loop_settings(cfg), rt, {"net": model}, {"adam": opt},
-                     metrics=["loss", "l2", "bce", "lr"], val_metrics=["psnr", "psnr_noid", "psnr_input"],
+                     metrics=["loss", "l2", "per", "iden", "bce", "lr"], val_metrics=["psnr", "psnr_noid", "psnr_input"],
                      scaler=scaler)
     if ctx.resume:
         loop.resume()
     loop.state.setdefault("best_psnr", None)
     loop.state.setdefault("best_step", None)
 
-    priors = reference_priors(ctx)
+    priors = reference_table(ctx)
+    final_loss = FinalLoss(cfg.lambda_per, cfg.lambda_iden,
+                           DlibCropFeatures(load_dlib_resnet(device=rt.device), net_cfg.crop_size)).to(rt.device)
     batches = BatchMaker(ctx.faces, train_idx, cfg.batch, seed, "retrain", degradation_config(data), data.augment,
                          rt.device, rt.rank, rt.world_size, ReferencePicker(ctx.faces.identity, train_idx),
                          data.n_refs, data.p_no_identity, priors, patch=cfg.patch)
@@ -90,18 +94,20 @@ def run(ctx: RunContext) -> None:
         lr = cosine_lr(i, cfg.steps, cfg.lr, cfg.lr_final)
         set_lr(opt, lr)
         b = batches(i)
-        identity, has = identity_inputs(b, net_cfg.id_channels, net_cfg.id_size)
+        identity, has = identity_inputs(b)
         with rt.autocast():
             restored = net(b.degraded, None, identity, has_identity=has)
             logits = model.classifier(b.degraded)
-        l2 = F.mse_loss(restored.float(), b.clean)
+        refs, mask = loss_references(priors, b, rt.device)
+        parts = final_loss(restored.float(), b.clean, refs, mask)
         bce = F.binary_cross_entropy_with_logits(logits.float(), b.labels)
-        loss = l2 + bce
+        loss = parts.total + bce
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        return {"loss": loss.item(), "l2": l2.item(), "bce": bce.item(), "lr": lr}
+        return {"loss": loss.item(), "l2": parts.l2.item(), "per": parts.perceptual.item(),
+                "iden": parts.identity.item(), "bce": bce.item(), "lr": lr}
 
     val = None
     if rt.is_main:
@@ -112,7 +118,7 @@ def run(ctx: RunContext) -> None:
     @torch.no_grad()
     def evaluate(i: int) -> dict[str, float]:
         model.eval()
-        identity, has = identity_inputs(val, net_cfg.id_channels, net_cfg.id_size)
+        identity, has = identity_inputs(val)
         with_id = psnr(model(val.degraded, None, identity, has_identity=has), val.clean).mean().item()
         without = psnr(model(val.degraded, None, None), val.clean).mean().item()
         model.train()

@@ -4,7 +4,8 @@ First-order DARTS / Auto-DeepLab, as the paper follows [37]: the training photos
 disjoint halves; each step updates the network weights on a batch of half A, and after ``warmup``
 steps also α/β on a batch of half B (Adam, betas (0.5, 0.999), weight decay). The loss is L2 to
 the clean crop; the encoders and the classifier start from the pretraining stage. The prior is the
-network's own classifier estimate, as at inference.
+network's own (pretrained, here frozen) classifier estimate, as at inference. Samples carry the
+identity prior of their references (or none, with probability ``data.p_no_identity``).
 
 Collapse guard (see :mod:`training.collapse`): after each architecture step the share of edges
 whose strongest operator is parameter-free is measured; above the limit (``action: freeze``) the
@@ -32,7 +33,7 @@ from training.seeding import derive_seed, make_generator, stream_id
 from training.stages import pretrain
 from training.stages.common import identity_inputs, loop_settings, psnr, val_count
 from training.stages.context import RunContext
-from training.stages.identity import reference_priors
+from training.stages.identity import reference_table
 
 __all__ = ["run", "weights_path", "halves"]
 
@@ -61,6 +62,7 @@ def run(ctx: RunContext) -> None:
     half_w, half_a = halves(train_idx, seed)
     model = build_supernet(net_cfg, seed=derive_seed(seed, stream_id("init-search"))).to(rt.device)
     load_weights(pre, {"encoders": model.encoders, "classifier": model.classifier})
+    model.classifier.requires_grad_(False)  # trained in pretrain/retrain; here it only supplies the prior
     net = rt.wrap(model)
     w_opt = torch.optim.Adam(model.weight_parameters(), lr=cfg.lr)
     a_opt = torch.optim.Adam(model.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999),
@@ -75,7 +77,7 @@ def run(ctx: RunContext) -> None:
     loop.state.setdefault("frozen_at", None)
     loop.state.setdefault("events", [])
 
-    priors = reference_priors(ctx)
+    priors = reference_table(ctx)
     refs = ReferencePicker(ctx.faces.identity, train_idx)
     common = dict(degradation=degradation_config(data), augment=data.augment, device=rt.device, rank=rt.rank,
                   world=rt.world_size, references=refs, n_refs=data.n_refs, p_no_identity=data.p_no_identity,
@@ -86,7 +88,7 @@ def run(ctx: RunContext) -> None:
     healthy = [p.detach().clone() for p in model.arch_parameters()]
 
     def l2(batch) -> torch.Tensor:
-        identity, has = identity_inputs(batch, net_cfg.id_channels, net_cfg.id_size)
+        identity, has = identity_inputs(batch)
         with rt.autocast():
             out = net(batch.degraded, None, identity, has_identity=has)
         return F.mse_loss(out.float(), batch.clean)
@@ -132,7 +134,7 @@ def run(ctx: RunContext) -> None:
     @torch.no_grad()
     def evaluate(i: int) -> dict[str, float]:
         model.eval()
-        identity, has = identity_inputs(val, net_cfg.id_channels, net_cfg.id_size)
+        identity, has = identity_inputs(val)
         restored = model(val.degraded, None, identity, has_identity=has)
         model.train()
         return {"psnr": psnr(restored, val.clean).mean().item(), "psnr_input": psnr(val.degraded, val.clean).mean().item()}
