@@ -222,6 +222,8 @@ def test_real_photos_give_a_grid(tmp_path, model):
         (["--testsets", "{sets}", "--genotype", "{tmp}/g.json", "--weights", "{tmp}/w.st"],
          "not found"),
         (["--real", "{tmp}"], "no images"),
+        (["--testsets", "{sets}", "--device", "gpu0"], "--device"),
+        (["--testsets", "{sets}", "--seed", "-1"], "--seed must be at least 0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv, message, testsets, tmp_path, capsys):

@@ -66,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid-rows", type=int, default=6, metavar="R",
                         help="faces per comparison grid (default 6)")
     parser.add_argument("--batch-size", type=int, default=8, help="crops per network call (default 8)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device for networks and recognisers, e.g. cuda (default cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seeds every sampling choice (default 0)")
     parser.add_argument("--recogniser", type=Path, metavar="WEIGHTS",
                         help="MobileFaceNet safetensors for identification (default: the one in assets)")
@@ -100,11 +102,23 @@ def _check_positive(args: argparse.Namespace) -> None:
 
 def _methods(args: argparse.Namespace, specs: list[ModelSpec]) -> list[Method]:
     return [baseline_method(BASELINES[name]) for name in dict.fromkeys(args.baselines)] + [
-        m for s in specs for m in model_methods(s, args.batch_size, args.identity)]
+        m for s in specs for m in model_methods(s, args.batch_size, args.identity, args.device)]
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"--device: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
 
 
 def run(args: argparse.Namespace) -> int:
     _check_positive(args)
+    _check_device(args.device)
     specs = _model_specs(args)
     if args.real is not None:
         return _run_real(args, specs)
@@ -130,12 +144,12 @@ def run(args: argparse.Namespace) -> int:
         from training.eval.recognition_eval import mobilefacenet_embedder
 
         def factory():
-            return mobilefacenet_embedder(args.recogniser, batch_size=32)
+            return mobilefacenet_embedder(args.recogniser, batch_size=32, device=args.device)
 
     config = EvalConfig(
         testsets=args.testsets, out=args.out, sets=sets, sources=sources, limit=args.limit,
         per_image=args.per_image, slow_limit=args.slow_limit, grid_rows=args.grid_rows,
-        seed=args.seed, chunk=args.batch_size, gallery_faces=args.gallery_faces,
+        seed=args.seed, chunk=args.batch_size, gallery_faces=args.gallery_faces, device=args.device,
         notes=tuple(f"Model {s.name}: genotype `{s.genotype}`, weights `{s.weights}`." for s in specs),
     )
     evaluate(config, methods, factory, "MobileFaceNet (ArcFace-trained, 192-D; cosine similarity)")
@@ -162,7 +176,7 @@ def _run_real(args: argparse.Namespace, specs: list[ModelSpec]) -> int:
     blind = [b for b in dict.fromkeys(args.baselines) if not BASELINES[b].oracle]
     methods = [replace(m, label="Input") if m.kind == "input" else m
                for m in (baseline_method(BASELINES[b]) for b in blind)]
-    methods += [m for s in specs for m in model_methods(s, args.batch_size, "none")]
+    methods += [m for s in specs for m in model_methods(s, args.batch_size, "none", args.device)]
     grids = evaluate_real(crops, methods, args.out, rows_per_grid=args.grid_rows)
     print(f"wrote {', '.join(str(g) for g in grids)} ({len(crops)} faces"
           + (f"; no face found in {len(missed)}: {', '.join(missed)})" if missed else ")"))

@@ -93,8 +93,10 @@ def parse_model_spec(text: str) -> ModelSpec:
 IDENTITY_MODES: tuple[str, ...] = ("refs", "none", "both")
 
 
-def model_methods(spec: ModelSpec, batch_size: int = 8, identity: str = "refs") -> list[Method]:
-    """Load a derived NASFE network (batch norms folded, CPU, fp32) as one or two columns.
+def model_methods(
+    spec: ModelSpec, batch_size: int = 8, identity: str = "refs", device: str = "cpu"
+) -> list[Method]:
+    """Load a derived NASFE network (batch norms folded, fp32, on ``device``) as one or two columns.
 
     The degradation prior comes from the network's own classifier (``prior=None``). With
     ``identity="both"`` the second column is named ``<name> w/o Iiden``.
@@ -105,26 +107,27 @@ def model_methods(spec: ModelSpec, batch_size: int = 8, identity: str = "refs") 
 
     if identity not in IDENTITY_MODES:
         raise ValueError(f"identity: expected one of {IDENTITY_MODES}, got {identity!r}")
-    net = load_fused(spec.genotype, spec.weights, fuse=True)
+    net = load_fused(spec.genotype, spec.weights, fuse=True).to(device)
 
     def make(use_identity: bool) -> RestoreFn:
         @torch.inference_mode()
         def restore(crops: np.ndarray, hints: Sequence[Hints]) -> list[np.ndarray | None]:
             out: list[np.ndarray | None] = []
             for i in range(0, len(crops), batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(crops[i:i + batch_size])).permute(0, 3, 1, 2)
+                x = torch.from_numpy(np.ascontiguousarray(crops[i:i + batch_size])).to(device)
                 priors = [h.identity for h in hints[i:i + batch_size]]
                 kwargs = {}
                 if use_identity and any(p is not None for p in priors):
                     shape = next(p for p in priors if p is not None).shape
+                    zeros = np.zeros(shape, np.float32)
                     kwargs = {
-                        "identity": torch.stack([torch.from_numpy(np.zeros(shape, np.float32) if p is None
-                                                                  else np.asarray(p, np.float32))
-                                                 for p in priors]),
-                        "has_identity": torch.tensor([p is not None for p in priors], dtype=torch.float32),
+                        "identity": torch.from_numpy(np.stack([zeros if p is None else p for p in priors])
+                                                     .astype(np.float32)).to(device),
+                        "has_identity": torch.tensor([p is not None for p in priors], dtype=torch.float32,
+                                                     device=device),
                     }
-                y = net(x.float() / 255.0, **kwargs).clamp(0.0, 1.0)
-                out.extend((y * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+                y = net(x.permute(0, 3, 1, 2).float() / 255.0, **kwargs).clamp(0.0, 1.0)
+                out.extend((y * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
             return out
 
         return restore

@@ -27,18 +27,19 @@ __all__ = ["Embedder", "Gallery", "IdentificationResult", "identify", "mobilefac
 Embedder = Callable[[np.ndarray], np.ndarray]
 
 
-def mobilefacenet_embedder(weights: Path | None = None, batch_size: int = 32) -> Embedder:
+def mobilefacenet_embedder(weights: Path | None = None, batch_size: int = 32, device: str = "cpu") -> Embedder:
     """The evaluation recogniser (MobileFaceNet, ArcFace-trained, 192-D) as an :data:`Embedder`.
 
     Args:
         weights: converted MobileFaceNet safetensors; ``None`` for the file shipped in ``assets``.
         batch_size: crops per forward pass.
+        device: where the network runs.
     """
     import torch
 
     from engine.recognition.mobilefacenet import load_mobilefacenet
 
-    net = load_mobilefacenet() if weights is None else load_mobilefacenet(weights)
+    net = load_mobilefacenet(device=device) if weights is None else load_mobilefacenet(weights, device)
     warps: dict[int, torch.nn.Module] = {}
 
     @torch.inference_mode()
@@ -46,11 +47,11 @@ def mobilefacenet_embedder(weights: Path | None = None, batch_size: int = 32) ->
         if crops.ndim != 4 or crops.shape[3] != 3 or crops.shape[1] != crops.shape[2]:
             raise ValueError(f"expected (N, S, S, 3) uint8 RGB crops, got {crops.shape}")
         size = crops.shape[1]
-        warp = warps.setdefault(size, net.crop_warp(size))
+        warp = warps.setdefault(size, net.crop_warp(size).to(device))
         out = []
         for i in range(0, len(crops), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(crops[i:i + batch_size])).permute(0, 3, 1, 2)
-            out.append(net.embed(warp(x.float() / 255.0)).numpy())
+            x = torch.from_numpy(np.ascontiguousarray(crops[i:i + batch_size])).to(device)
+            out.append(net.embed(warp(x.permute(0, 3, 1, 2).float() / 255.0)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, net.embedding_dim), np.float32)
 
     return embed

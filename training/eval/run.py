@@ -52,6 +52,8 @@ class EvalConfig:
     seed: int = 0
     chunk: int = 8
     gallery_faces: Path | None = None
+    #: torch device for the identity encoder (models and recogniser get theirs from the caller).
+    device: str = "cpu"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -233,7 +235,7 @@ def evaluate(
         if wants_identity:
             t0 = time.perf_counter()
             if source not in tables:
-                tables[source] = ReferenceTable.build(pool(source).crops)
+                tables[source] = ReferenceTable.build(pool(source).crops, device=config.device)
             priors = _identity_priors(pool(source), tables[source], group)
             timing["identity priors"] += time.perf_counter() - t0
         hints = [Hints(kernels.get(s.kernel), p) for s, p in zip(group, priors)]
