@@ -33,6 +33,7 @@ __all__ = [
     "worst_case",
     "param_range",
     "measure_latency",
+    "Latency",
     "FLOP_COUNTER",
 ]
 
@@ -171,6 +172,15 @@ def param_range(config: str | NASFEConfig) -> tuple[int, int]:
     return count_params(NASFENet(cfg, low)), count_params(NASFENet(cfg, high))
 
 
+@dataclass(frozen=True)
+class Latency:
+    """Wall time of one forward in milliseconds: the median, and the fastest run (the better
+    estimate of an unloaded machine when other processes share the cores)."""
+
+    median_ms: float
+    min_ms: float
+
+
 @torch.no_grad()
 def measure_latency(
     net: nn.Module,
@@ -181,8 +191,8 @@ def measure_latency(
     warmup: int = 10,
     runs: int = 50,
     **kwargs: object,
-) -> float:
-    """Median wall time in milliseconds of ``net(x, **kwargs)`` on ``threads`` CPU threads."""
+) -> Latency:
+    """Time ``net(x, **kwargs)`` (eval mode) on ``threads`` CPU threads; restores the thread count."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -196,6 +206,6 @@ def measure_latency(
             net(x, **kwargs)
             if i >= warmup:
                 times.append((time.perf_counter() - t) * 1000.0)
-        return statistics.median(times)
+        return Latency(statistics.median(times), min(times))
     finally:
         torch.set_num_threads(old)

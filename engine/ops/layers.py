@@ -114,8 +114,8 @@ def fuse_modules(module: nn.Module) -> nn.Module:
 class ReLUConvBN(nn.Sequential):
     """DARTS' ReLU -> Conv -> BN unit (the pre-activation keeps each operator output normalised)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 1, *, stride: int = 1, dilation: int = 1) -> None:
-        super().__init__(nn.ReLU(), ConvBN(c_in, c_out, kernel, stride=stride, dilation=dilation))
+    def __init__(self, c_in: int, c_out: int, kernel: int = 1, *, stride: int = 1, dilation: int = 1, groups: int = 1) -> None:
+        super().__init__(nn.ReLU(), ConvBN(c_in, c_out, kernel, stride=stride, dilation=dilation, groups=groups))
 
 
 def film(x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:

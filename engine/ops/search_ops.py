@@ -152,28 +152,25 @@ class DeveilOp(nn.Module):
 class FFTOp(nn.Module):
     """FFT operator (fig. 4b, eq. 2): split, 3x3 conv each half, Wiener step, 1x1 back to ``C``.
 
-    The two halves (``C // 2`` and ``C - C // 2`` channels) each go through a ReLU-3x3 conv-BN to
-    ``C // 2`` channels giving ``x1`` (observation) and ``x2`` (kernel);
-    :func:`~engine.ops.dft.wiener_deconvolution` (float32, orthonormal matmul DFT, ``eps = 0.01``) combines
-    them and a 1x1 conv + BN restores ``C`` channels and normalises the scale. Working on ``C / 2``
-    channels halves the transform cost, which dominates at high resolution.
+    The two halves of the ``C`` input channels each go through a ReLU-3x3 conv-BN (one grouped
+    convolution, ``groups=2``) giving ``x1`` (observation) and ``x2`` (kernel), ``C / 2`` channels
+    each; :func:`~engine.ops.dft.wiener_deconvolution` (float32, orthonormal matmul DFT,
+    ``eps = 0.01``) combines them and a 1x1 conv + BN restores ``C`` channels and normalises the
+    scale. Working on ``C / 2`` channels halves the transform cost, which dominates at high
+    resolution. ``C`` must be even.
     """
 
     def __init__(self, channels: int, eps: float = 0.01) -> None:
         super().__init__()
-        if channels < 2:
-            raise ValueError(f"fft_op needs at least 2 channels, got {channels}")
-        half = channels // 2
-        self.split = (half, channels - half)
+        if channels % 2:
+            raise ValueError(f"fft_op needs an even channel count, got {channels}")
         self.eps = eps
-        self.conv1 = ReLUConvBN(half, half, 3)
-        self.conv2 = ReLUConvBN(channels - half, half, 3)
-        self.out = ConvBN(half, channels, 1)
+        self.convs = ReLUConvBN(channels, channels, 3, groups=2)
+        self.out = ConvBN(channels // 2, channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        xa, xb = x.split(self.split, dim=1)
-        y = wiener_deconvolution(self.conv1(match_format(xa, x)), self.conv2(match_format(xb, x)), self.eps)
-        return self.out(match_format(y, x))
+        x1, x2 = self.convs(x).chunk(2, dim=1)
+        return self.out(match_format(wiener_deconvolution(x1, x2, self.eps), x))
 
 
 register_op("zero")(lambda c: Zero())

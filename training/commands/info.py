@@ -11,6 +11,7 @@ from engine.build import build_fused, build_supernet
 from engine.configs import get_config, list_configs
 from engine.flops import (
     FLOP_COUNTER,
+    Latency,
     count_params,
     example_inputs,
     measure_latency,
@@ -40,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also time the BN-folded derived network (the genotype's, else the costliest) on 1 and 2 "
         "CPU threads, channels-last, batch 1 (median of 50 runs; needs a quiet machine)",
     )
+
+
+def _rounded(latency: Latency) -> dict[str, float]:
+    return {"median": round(latency.median_ms, 2), "min": round(latency.min_ms, 2)}
 
 
 def _describe(args: argparse.Namespace) -> dict:
@@ -80,7 +85,7 @@ def _describe(args: argparse.Namespace) -> dict:
         info["latency_ms"] = {
             "network": "genotype" if genotype is not None else "flops_max_genotype",
             "torch": torch.__version__,
-            **{f"threads_{t}": round(measure_latency(net, x, threads=t, identity=identity), 2) for t in (1, 2)},
+            **{f"threads_{t}": _rounded(measure_latency(net, x, threads=t, identity=identity)) for t in (1, 2)},
         }
     return info
 
@@ -102,8 +107,9 @@ def _print_text(info: dict) -> None:
             print(f"  {part:16s} {count:>12,}")
     if "latency_ms" in info:
         lat = info["latency_ms"]
-        print(f"latency ({lat['network']}, BN folded, channels-last): "
-              f"{lat['threads_1']} ms on 1 thread, {lat['threads_2']} ms on 2 threads")
+        print(f"latency ({lat['network']}, BN folded, channels-last, median/fastest of 50): "
+              f"{lat['threads_1']['median']}/{lat['threads_1']['min']} ms on 1 thread, "
+              f"{lat['threads_2']['median']}/{lat['threads_2']['min']} ms on 2 threads")
     print(f"FLOPs: {info['flop_counter']}; {info['flops_include']}")
 
 
