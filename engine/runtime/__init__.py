@@ -1,6 +1,7 @@
 """Inference runtime: load the engine and run it on the best backend this machine has.
 
-Backends (:data:`BACKENDS`, ``auto`` order): ``tensorrt`` > ``cuda`` > ``onnxruntime`` > ``torch``.
+Backends (:data:`BACKENDS`, ``auto`` order): ``tensorrt`` > ``cuda`` > ``openvino`` > ``onnxruntime`` >
+``torch``.
 Every backend implements :class:`engine.enhancer.Enhancer` (uint8 RGB crops in and out)::
 
     from engine.runtime import load_enhancer

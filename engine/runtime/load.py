@@ -97,7 +97,7 @@ def load_enhancer(
     """The engine, ready to :meth:`~engine.enhancer.Enhancer.enhance` uint8 RGB face crops.
 
     Args:
-        backend: ``"auto"`` (best usable: tensorrt > cuda > onnxruntime > torch) or a backend name
+        backend: ``"auto"`` (best usable: tensorrt > cuda > openvino > onnxruntime > torch) or a name
             (:data:`engine.runtime.BACKENDS`).
         weights: weights file; default: the shipped engine (see :func:`load_network`).
         genotype: genotype file; default: beside the weights or recorded in them.

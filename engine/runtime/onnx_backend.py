@@ -3,8 +3,10 @@
 The ONNX file is exported once per network (the weights digest is in its cache key) into the
 user's cache folder and loaded from there on later starts. Sessions use all of onnxruntime's graph
 optimisations (``ORT_ENABLE_ALL``: constant folding, conv + bias + activation fusion, layout
-transforms), ``intra_op_num_threads`` threads for the operators and no inter-op parallelism (the
-graph is one chain; a second pool would only compete with the video call for the cores).
+transforms), ``intra_op_num_threads`` threads for the operators, no inter-op parallelism (the
+graph is one chain; a second pool would only compete with the video call for the cores), and no
+spinning: idle pool threads sleep instead of busy-waiting for the next frame, which would burn the
+CPU time the video-call app needs.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class OnnxRuntimeEnhancer(CropEnhancer):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
         self.threads = threads
 

@@ -1,8 +1,10 @@
 """Backend registry and selection: which backends exist, which work here, which one ``auto`` takes.
 
 Preference order (``auto`` takes the first that is usable and starts): ``tensorrt`` (NVIDIA GPU with
-Torch-TensorRT) > ``cuda`` (NVIDIA GPU, plain torch) > ``onnxruntime`` (CPU; the fastest CPU backend
-measured, see README "Runtimes and benchmarks") > ``torch`` (CPU, always there). ``auto`` reports
+Torch-TensorRT) > ``cuda`` (NVIDIA GPU, plain torch) > ``openvino`` (CPU, optional extra; fastest
+measured on the CPU, bfloat16 where the CPU has it) > ``onnxruntime`` (CPU, float32; 2x faster than
+torch eager on the rt network) > ``torch`` (CPU, always there). Numbers: README "Runtimes and
+benchmarks". ``auto`` reports
 its choice in one log line on the ``engine.runtime`` logger; a backend that is usable on paper but
 fails to start under ``auto`` is skipped with a warning. Asking for a backend by name never falls
 back: a missing one is a :class:`~engine.errors.UserError` that names what to install.
@@ -119,7 +121,7 @@ def _create_openvino(net: NASFENet, options: RuntimeOptions) -> Enhancer:
 def _create_torch(net: NASFENet, options: RuntimeOptions) -> Enhancer:
     from engine.runtime.torch_backend import TorchEnhancer
 
-    return TorchEnhancer(net, device="cpu", threads=options.threads)
+    return TorchEnhancer(net, device="cpu", threads=options.threads, channels_last=True)
 
 
 #: Every backend, by name, in ``auto``'s order of preference.
