@@ -288,8 +288,10 @@ def run_benchmark(
     from engine.runtime.benchmark import machine_info, time_engine
 
     threads = threads or default_threads()
-    clip_frames = load_clip(clip) if frames > 0 else []
-    by_size = {f"{w}x{h}": cycle_frames([fit_frame(f, (w, h)) for f in clip_frames], frames + 5) for w, h in sizes}
+    by_size: dict[str, list[np.ndarray]] = {}
+    if frames > 0:
+        clip_frames = load_clip(clip)
+        by_size = {f"{w}x{h}": cycle_frames([fit_frame(f, (w, h)) for f in clip_frames], frames + 5) for w, h in sizes}
     report: dict = {
         "machine": machine_info(),
         "network": {
@@ -299,11 +301,11 @@ def run_benchmark(
             "parameters": count_params(net, trainable_only=False),
         },
         "settings": {"frames": frames, "runs": runs, "batches": list(batches), "threads": threads,
-                     "sizes": list(by_size) if frames > 0 else [], "clip": str(clip)},
+                     "sizes": list(by_size), "clip": str(clip)},
         "goals": GOALS,
         "backends": {},
     }
-    steps = len(backends) * (len(batches) + (len(by_size) if frames > 0 else 0))
+    steps = len(backends) * (len(batches) + len(by_size))
     with tqdm(total=steps, desc="bench", unit="step", disable=not progress) as bar:
         for name in backends:
             bar.set_postfix_str(f"{name}: loading")
@@ -314,11 +316,10 @@ def run_benchmark(
                 bar.set_postfix_str(f"{name}: engine batch {b}")
                 entry["engine"][f"batch_{b}"] = time_engine(enhancer, b, runs=runs).to_dict()
                 bar.update()
-            if frames > 0:
-                for size, size_frames in by_size.items():
-                    bar.set_postfix_str(f"{name}: pipeline {size}")
-                    entry["pipeline"][size] = time_pipeline(enhancer, size_frames)
-                    bar.update()
+            for size, size_frames in by_size.items():
+                bar.set_postfix_str(f"{name}: pipeline {size}")
+                entry["pipeline"][size] = time_pipeline(enhancer, size_frames)
+                bar.update()
             report["backends"][name] = entry
     return report
 

@@ -65,6 +65,13 @@ def test_bench_bad_options_are_one_line_errors(argv, message, capsys):
     assert message in err and len(err.splitlines()) == 1
 
 
+def test_bench_frames_zero_times_only_the_engine(tmp_path):
+    out = tmp_path / "engine.json"
+    assert main(["bench", "--random", "smoke", "--backend", "torch", "--frames", "0", "--runs", "2", "--json", str(out)]) == 0
+    entry = json.loads(out.read_text())["backends"]["torch"]
+    assert entry["pipeline"] == {} and set(entry["engine"]) == {"batch_1", "batch_4"}
+
+
 def test_parse_size():
     assert parse_size("1280x720") == (1280, 720)
     with pytest.raises(UserError, match="too small"):

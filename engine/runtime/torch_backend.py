@@ -10,7 +10,7 @@ conversions run on the device inside the graph.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ def to_uint8_nhwc_tensor(restored: Tensor) -> Tensor:
 class _Captured:
     """One CUDA graph of the whole uint8-in/uint8-out computation for a fixed batch size."""
 
-    def __init__(self, run, static: dict[str, Tensor]) -> None:
+    def __init__(self, run: Callable[[dict[str, Tensor]], Tensor], static: dict[str, Tensor]) -> None:
         self.static = static
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -48,10 +48,10 @@ class _Captured:
             self.output = run(static)
 
     def __call__(self, tensors: dict[str, Tensor]) -> Tensor:
+        """Run on ``tensors`` (any device, at most the captured batch); returns the first n outputs."""
         n = len(tensors["crops"])
         for name, value in tensors.items():
-            target = self.static[name]
-            target[: len(value)].copy_(value, non_blocking=True)
+            self.static[name][: len(value)].copy_(value)
         self.graph.replay()
         return self.output[:n]
 
@@ -133,9 +133,9 @@ class TorchEnhancer(CropEnhancer):
             "has_identity": torch.from_numpy(inputs.has_identity),
         }
         with torch.no_grad():
-            if self._captured:
+            if self._captured:  # host tensors are copied straight into the graph's static inputs
                 bucket = next(b for b in self.buckets if b >= len(inputs))
-                out = self._captured[bucket]({k: v.to(self.device) for k, v in tensors.items()})
+                out = self._captured[bucket](tensors)
             else:
                 out = self._compute({k: v.to(self.device) for k, v in tensors.items()})
             return np.ascontiguousarray(out.cpu().numpy())

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import UserError
+from facecam.files import atomic_path
 
 NAME = "bench"
 HELP = (
@@ -44,19 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "several (default: every backend usable on this machine)",
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the full report as JSON to OUT")
-    parser.add_argument("--weights", type=Path, help="engine weights (default: the shipped engine)")
-    parser.add_argument("--genotype", type=Path, help="genotype of --weights (default: beside it or recorded in it)")
+    parser.add_argument("--weights", type=Path, metavar="FILE", help="engine weights (default: the shipped engine)")
+    parser.add_argument("--genotype", type=Path, metavar="FILE", help="genotype of --weights (default: beside it or recorded in it)")
     parser.add_argument(
         "--random", metavar="CONFIG",
         help="time a random-weight network of this config (smoke, rt, paper) instead of trained weights",
     )
-    parser.add_argument("--frames", type=_positive_int, default=300, help="timed pipeline frames per size (0 skips it; default 300)")
-    parser.add_argument("--runs", type=_positive_int, default=50, help="timed engine calls per batch size (default 50)")
-    parser.add_argument("--sizes", default="640x480,1280x720", help="pipeline frame sizes (default 640x480,1280x720)")
-    parser.add_argument("--threads", type=_positive_int, help="CPU threads for the engine (default: half the cores)")
-    parser.add_argument("--clip", type=Path, help="video to run the pipeline on (default: the bundled sample clip)")
+    parser.add_argument("--frames", type=_positive_int, default=300, metavar="N", help="timed pipeline frames per size (0 skips it; default 300)")
+    parser.add_argument("--runs", type=_positive_int, default=50, metavar="N", help="timed engine calls per batch size (default 50)")
+    parser.add_argument("--sizes", default="640x480,1280x720", metavar="WxH,...", help="pipeline frame sizes (default 640x480,1280x720)")
+    parser.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for the engine (default: half the cores)")
+    parser.add_argument("--clip", type=Path, metavar="VIDEO", help="video to run the pipeline on (default: the bundled sample clip)")
     parser.add_argument("--soak", type=_minutes, metavar="MINUTES", help="also run the filter this long and report RSS and latency over time")
-    parser.add_argument("--soak-size", default="640x480", help="frame size of the soak run (default 640x480)")
+    parser.add_argument("--soak-size", default="640x480", metavar="WxH", help="frame size of the soak run (default 640x480)")
     parser.add_argument("--soak-plot", type=Path, metavar="PNG", help="plot RSS and latency of the soak run")
 
 
@@ -67,9 +68,7 @@ def _network(args: argparse.Namespace):
     if args.random is not None:
         if args.weights is not None:
             raise UserError("--random and --weights exclude each other")
-        from engine.configs import get_config
-
-        return random_network(get_config(args.random))
+        return random_network(args.random)
     try:
         return load_network(args.weights, args.genotype)
     except UserError as exc:
@@ -128,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     for line in summary_lines(report):
         print(line)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        with atomic_path(args.json) as tmp:  # never a half-written report under the name asked for
+            tmp.write_text(json.dumps(report, indent=1) + "\n")
         print(f"nasfe-cam: wrote {args.json}")
     return 0
