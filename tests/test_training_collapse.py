@@ -43,3 +43,19 @@ def test_quiet_on_healthy() -> None:
 def test_bad_shape() -> None:
     with pytest.raises(ValueError, match="K=6"):
         collapse_report(torch.zeros(4, 5), OPS, 0.5)
+
+
+def test_derive_caps_skip_edges() -> None:
+    from engine.genotype import num_edges
+    from training.stages.derive import capped_cell
+
+    ops = ("zero", "identity", "sep_conv_3x3", "res_op")
+    blocks = 4
+    a = torch.randn(num_edges(blocks), len(ops), generator=make_generator(4)) * 0.01
+    a[:, 1] += 3.0  # skip strongest on every edge
+    a[:, 2] += torch.linspace(0.0, 1.0, num_edges(blocks))
+    genes, removed = capped_cell(a, ops, blocks, max_skip=2)
+    skips = sum(op == "identity" for g in genes for op in g.ops)
+    assert skips == 2 and removed >= 6
+    uncapped, none_removed = capped_cell(a, ops, blocks, max_skip=-1)
+    assert none_removed == 0 and sum(op == "identity" for g in uncapped for op in g.ops) == 2 * blocks

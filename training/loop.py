@@ -13,7 +13,8 @@ around them:
 - a time budget ``max_minutes`` per stage, summed over sessions: reaching it ends the stage like
   reaching ``steps`` does;
 - ``log.csv`` (mean of each metric over ``log_every`` steps, it/s), ``val.csv`` and ``curves.png``
-  in the stage folder, and a tqdm bar with the smoothed loss and it/s.
+  in the stage folder (curves redrawn at checkpoints at most once a minute, and at the end), and a
+  tqdm bar with the smoothed loss and it/s.
 
 Under ``torchrun`` every rank runs the loop; rank 0 alone writes files, and the ranks agree on when
 to stop (a signal or the clock on any rank stops all of them at the same step).
@@ -40,6 +41,9 @@ from training.plots import plot_stage_curves
 from training.runtime import Runtime
 
 __all__ = ["LoopSettings", "LoopOutcome", "StageLoop", "stop_signals"]
+
+#: Shortest wall time between two refreshes of ``curves.png`` (it is always drawn at the end).
+PLOT_EVERY_S = 60.0
 
 StepFn = Callable[[int], dict[str, float]]
 EvalFn = Callable[[int], dict[str, float]]
@@ -168,6 +172,7 @@ class StageLoop:
         self.elapsed_s = 0.0
         self._resumed_at: int | None = None
         self._time_up = False
+        self._plotted = time.monotonic()
         if runtime.is_main:
             self.folder.mkdir(parents=True, exist_ok=True)
 
@@ -253,7 +258,8 @@ class StageLoop:
                     self.elapsed_s += time.perf_counter() - t0
                     if stop or last or self.step % s.ckpt_every == 0:
                         self.save()
-                        self._plot()
+                        if time.monotonic() - self._plotted >= PLOT_EVERY_S:
+                            self._plot()
                     if stop:
                         raise KeyboardInterrupt
         finally:
@@ -279,3 +285,4 @@ class StageLoop:
     def _plot(self) -> None:
         if self.runtime.is_main:
             plot_stage_curves(self.folder, title=self.name)
+        self._plotted = time.monotonic()

@@ -182,7 +182,9 @@ class RetrainConfig(StageConfig):
         lambda_per: perceptual-loss weight (paper 0.04).
         lambda_iden: identity-loss weight (paper 0.003).
         lr_final: learning rate at the last step, cosine decay from ``lr`` (``lr`` = no decay).
-        from_search: start the shared parts (encoders, classifier, decoder) from the search weights.
+        from_search: start from the search supernet's weights along the derived architecture
+            (else fresh fusion cells with the pretrained encoders and classifier).
+        bn_batches: training batches used to re-estimate batch-norm statistics after deriving.
     """
 
     lr: float = 5e-4
@@ -190,6 +192,7 @@ class RetrainConfig(StageConfig):
     lambda_iden: float = 0.003
     lr_final: float = 5e-5
     from_search: bool = True
+    bn_batches: int = 4
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
+from torch import nn
 
 from training.batches import Batch
 from training.loop import LoopSettings
@@ -14,7 +15,16 @@ from training.run_config import StageConfig
 from training.seeding import derive_seed, stream_id
 from training.stages.context import RunContext
 
-__all__ = ["loop_settings", "seeded_init", "psnr", "cosine_lr", "set_lr", "identity_inputs", "val_count"]
+__all__ = [
+    "loop_settings",
+    "seeded_init",
+    "psnr",
+    "cosine_lr",
+    "set_lr",
+    "identity_inputs",
+    "val_count",
+    "recalibrate_batch_norm",
+]
 
 
 def val_count(ctx: RunContext, cfg: StageConfig) -> int:
@@ -69,3 +79,26 @@ def identity_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     if batch.identity is None:
         raise ValueError("batch has no identity priors (BatchMaker was built without a reference table)")
     return batch.identity, batch.has_identity.float()
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, batches: Iterable[Batch]) -> None:
+    """Re-estimate every batch norm's running statistics on ``batches`` (cumulative average).
+
+    A network derived from a supernet inherits running statistics measured on softmax-weighted
+    mixtures of operators; with one operator per edge at full weight they no longer fit, and the
+    eval-mode network can overflow until retraining catches up. A few forward passes fix that.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    for b in batches:
+        identity, has = identity_inputs(b)
+        model(b.degraded, None, identity, has_identity=has)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)

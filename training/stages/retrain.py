@@ -31,7 +31,15 @@ from training.loop import StageLoop
 from training.losses import FinalLoss
 from training.seeding import derive_seed, stream_id
 from training.stages import derive, pretrain, search
-from training.stages.common import cosine_lr, identity_inputs, loop_settings, psnr, set_lr, val_count
+from training.stages.common import (
+    cosine_lr,
+    identity_inputs,
+    loop_settings,
+    psnr,
+    recalibrate_batch_norm,
+    set_lr,
+    val_count,
+)
 from training.stages.context import RunContext
 from training.stages.identity import loss_references, reference_table
 
@@ -89,6 +97,12 @@ def run(ctx: RunContext) -> None:
     batches = BatchMaker(ctx.faces, train_idx, cfg.batch, seed, "retrain", degradation_config(data), data.augment,
                          rt.device, rt.rank, rt.world_size, ReferencePicker(ctx.faces.identity, train_idx),
                          data.n_refs, data.p_no_identity, priors, patch=cfg.patch)
+
+    if loop.step == 0 and cfg.from_search and cfg.bn_batches:
+        calib = BatchMaker(ctx.faces, train_idx, cfg.batch, seed, "retrain-bn", degradation_config(data), data.augment,
+                           rt.device, rt.rank, rt.world_size, ReferencePicker(ctx.faces.identity, train_idx),
+                           data.n_refs, data.p_no_identity, priors, patch=cfg.patch)
+        recalibrate_batch_norm(model, (calib(k) for k in range(cfg.bn_batches)))
 
     def step(i: int) -> dict[str, float]:
         lr = cosine_lr(i, cfg.steps, cfg.lr, cfg.lr_final)

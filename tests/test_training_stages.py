@@ -1,0 +1,132 @@
+"""End-to-end training on the smoke config: all stages, artefacts, resume, Ctrl-C, CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from engine.build import load_fused
+from engine.configs import get_config
+from training.checkpoint import latest_checkpoint
+from training.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT.parent / "shared" / "faces"
+
+pytestmark = pytest.mark.skipif(not (FACES / "index.csv").is_file(), reason="shared faces not present")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def _args(out: Path, cache: Path, *extra: str) -> list[str]:
+    return ["--out", str(out), "--set", f"data.cache_dir={cache}", *extra]
+
+
+def _column(path: Path, name: str) -> list[float]:
+    with path.open(newline="") as f:
+        return [float(r[name]) for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, cache_dir: Path) -> Path:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    assert main(["all", "--config", "smoke", *_args(out, cache_dir)]) == 0
+    return out
+
+
+def test_smoke_artefacts_load_into_fused_network(smoke_run: Path) -> None:
+    export = smoke_run / "export"
+    net = load_fused(export / "genotype.json", export / "weights.safetensors")
+    cfg = get_config("smoke")
+    x = torch.rand(2, 3, cfg.crop_size, cfg.crop_size)
+    assert net(x).shape == x.shape
+    assert (smoke_run / "best" / "genotype.json").read_text() == (export / "genotype.json").read_text()
+    for stage in ("pretrain", "search", "retrain"):
+        assert (smoke_run / stage / "curves.png").stat().st_size > 0
+        assert latest_checkpoint(smoke_run / stage / "checkpoints") is not None
+    assert (smoke_run / "derive" / "alpha.png").is_file()
+    collapse = json.loads((smoke_run / "search" / "collapse.json").read_text())
+    assert "final" in collapse and "events" in collapse
+
+
+def test_smoke_training_improves(smoke_run: Path) -> None:
+    loss = _column(smoke_run / "pretrain" / "log.csv", "loss")
+    assert loss[-1] < loss[0]
+    val = _column(smoke_run / "retrain" / "val.csv", "psnr")
+    assert max(val[1:]) > val[0]
+    best = json.loads((latest_checkpoint(smoke_run / "retrain" / "checkpoints") / "state.json").read_text())
+    assert best["state"]["best_psnr"] == pytest.approx(max(val[1:]), abs=1e-3)
+
+
+def test_all_resume_on_finished_run_is_a_no_op(smoke_run: Path, cache_dir: Path) -> None:
+    before = (smoke_run / "export" / "weights.safetensors").read_bytes()
+    rows = len(_column(smoke_run / "retrain" / "log.csv", "step"))
+    assert main(["all", "--resume", "--from", "retrain", *_args(smoke_run, cache_dir)]) == 0
+    assert (smoke_run / "export" / "weights.safetensors").read_bytes() == before
+    assert len(_column(smoke_run / "retrain" / "log.csv", "step")) == rows
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path, cache_dir: Path) -> None:
+    """Pretrain 6 steps at once vs 3 steps + --resume to 6: same weights, optimiser state, log."""
+    torch.set_num_threads(1)
+    base = ["--config", "smoke", "--set", "pretrain.ckpt_every=3", "--set", "pretrain.log_every=1"]
+    assert main(["pretrain", *base, "--set", "pretrain.steps=6", *_args(tmp_path / "a", cache_dir)]) == 0
+    assert main(["pretrain", *base, "--set", "pretrain.steps=3", *_args(tmp_path / "b", cache_dir)]) == 0
+    assert main(["pretrain", "--resume", *base, "--set", "pretrain.steps=6", *_args(tmp_path / "b", cache_dir)]) == 0
+    ca, cb = (latest_checkpoint(tmp_path / r / "pretrain" / "checkpoints") for r in "ab")
+    assert json.loads((ca / "state.json").read_text())["step"] == 6 == json.loads((cb / "state.json").read_text())["step"]
+    for name in ("model.safetensors", "optim.safetensors"):
+        ta, tb = load_file(str(ca / name)), load_file(str(cb / name))
+        assert ta.keys() == tb.keys()
+        for k in ta:
+            if not k.startswith("rng/"):
+                assert torch.equal(ta[k], tb[k]), k
+    la, lb = (_column(tmp_path / r / "pretrain" / "log.csv", "loss") for r in "ab")
+    assert la == lb
+
+
+def test_ctrl_c_checkpoints_and_resume_continues(tmp_path: Path, cache_dir: Path) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [str(Path(sys.executable).parent / "nasfe-train"), "pretrain", "--config", "smoke", "--set", "pretrain.steps=100000",
+           "--set", "pretrain.ckpt_every=100000", "--set", "pretrain.log_every=1", "--set", "pretrain.eval_every=0",
+           *_args(out, cache_dir)]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = out / "pretrain" / "log.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 4):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    ck = latest_checkpoint(out / "pretrain" / "checkpoints")
+    step = json.loads((ck / "state.json").read_text())["step"]
+    assert step >= 3
+    torch.set_num_threads(1)
+    assert main(["pretrain", "--resume", "--set", f"pretrain.steps={step + 2}", *_args(out, cache_dir)]) == 0
+    assert _column(log, "step")[-1] == step + 2
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["pretrain", "--out", str(tmp_path / "x"), "--resume"]) == 2
+    assert "config" in capsys.readouterr().err
+    assert main(["pretrain", "--config", "smoke", "--out", str(tmp_path / "y"), "--set", "pretrain.stepz=3"]) == 2
+    assert "unknown key(s) ['stepz']" in capsys.readouterr().err
+    assert main(["pretrain", "--config", "nope", "--out", str(tmp_path / "z")]) == 2
+    assert "no run config 'nope'" in capsys.readouterr().err
+    assert main(["search", "--config", "smoke", "--out", str(tmp_path / "w")]) == 2
+    assert "run the pretrain stage first" in capsys.readouterr().err
