@@ -6,7 +6,7 @@ reader keeps trying to reopen it with exponential backoff while the rest of the 
 the last picture. A video file is read lossless, or paced at its own frame rate when ``realtime``
 (e.g. the sample clip feeding the virtual camera), optionally looping.
 
-Frames are uint8 ``(H, W, 3)`` BGR, as OpenCV decodes them.
+Frames are uint8 ``(H, W, 3)`` BGR, as OpenCV decodes them (grey and BGRA frames are converted).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from facecam.quiet import native_stderr_silenced
 from facecam.ratelimit import WarningThrottle
 from facecam.stats import PipelineStats
 
-__all__ = ["CapturedFrame", "VideoSource", "CaptureError", "open_video", "parse_source", "is_live", "Capture"]
+__all__ = [
+    "CapturedFrame", "VideoSource", "CaptureError", "as_bgr", "open_video", "parse_source", "is_live", "Capture",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,18 @@ class VideoSource(Protocol):
 
 class CaptureError(RuntimeError):
     """The source could not be opened or gave no first frame."""
+
+
+def as_bgr(image: np.ndarray) -> np.ndarray | None:
+    """A decoded frame as uint8 ``(H, W, 3)`` BGR: grey ``(H, W)`` / ``(H, W, 1)`` and BGRA frames
+    (some drivers and IR cameras deliver them) are converted; anything else is ``None`` (unusable)."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or image.size == 0:
+        return None
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image if image.shape[2] == 3 else None
 
 
 def open_video(source: int | str) -> VideoSource:
@@ -134,7 +148,8 @@ class Capture:
             raise CaptureError(f"video file not found: {source}")
         self._cap = self._open()
         ok, first = self._cap.read() if self._cap.isOpened() else (False, None)
-        if not ok or first is None:
+        first = as_bgr(first) if ok and first is not None else None
+        if first is None:
             self._cap.release()
             raise CaptureError(f"cannot read from {self.describe()}: it did not open or gave no frame")
         self._first: np.ndarray | None = first
@@ -237,7 +252,11 @@ class Capture:
                 self._throttle.warn("read", f"reading {self.describe()} failed: {exc}")
                 ok, image = False, None
             if ok and image is not None:
-                return image
+                bgr = as_bgr(image)
+                if bgr is not None:
+                    return bgr
+                self._throttle.warn("format", f"{self.describe()} gave an unusable {image.shape} {image.dtype} frame")
+                ok = False
             if not self.live:
                 if not self.loop or just_reopened:  # a file that yields nothing after a rewind: done
                     return None
