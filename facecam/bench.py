@@ -12,6 +12,8 @@ keeps its shape and grows with the resolution as it would with a 720p webcam.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
 import time
@@ -35,6 +37,7 @@ __all__ = [
     "cycle_frames",
     "time_pipeline",
     "rss_mb",
+    "release_free_heap",
     "soak",
     "plot_soak",
     "GOALS",
@@ -152,6 +155,25 @@ def rss_mb() -> float:
         return peak / 2**20 if os.uname().sysname == "Darwin" else peak / 2**10
 
 
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``; nothing elsewhere).
+
+    RSS then measures memory in use: pages freed earlier (by the benchmark before a soak, or by
+    earlier tests) would otherwise absorb a leak, unseen, until they are used up.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def soak(
     enhancer: Enhancer,
     frames: Sequence[np.ndarray],
@@ -165,8 +187,9 @@ def soak(
     """Run the filter on ``frames`` (cycled) for ``minutes`` and follow memory and latency.
 
     Every ``minutes / samples`` it records the process's RSS and the frame latency since the last
-    sample. The RSS slope (least squares over every sample but the first, which still includes
-    start-up allocations) is what a leak shows up in: a healthy filter stays near 0 MB/min.
+    sample (after :func:`release_free_heap`, so that RSS is memory in use). The RSS slope (least
+    squares over every sample but the first, which still includes start-up allocations) is what a
+    leak shows up in: a healthy filter stays near 0 MB/min.
 
     Returns:
         ``{"minutes", "frames", "samples": [{"t_min", "frames", "rss_mb", "latency_p50_ms",
@@ -190,6 +213,7 @@ def soak(
             window.append(now - t0)
             total += 1
             if now >= next_sample:
+                release_free_heap()
                 ms = np.asarray(window) * 1e3
                 record = {
                     "t_min": round((now - start) / 60.0, 4),
