@@ -19,6 +19,7 @@ from engine.enhancer import Enhancer
 from facecam.capture import Capture, CaptureError, is_live, parse_source
 from facecam.controls import PipelineControls
 from facecam.detect import FaceDetector
+from facecam.files import same_file
 from facecam.pipeline import FramePipeline
 from facecam.runner import CameraFilter
 from facecam.simulate import FrameDegrader
@@ -46,6 +47,12 @@ class SessionError(RuntimeError):
     """An input or output that cannot be opened; the message says what to do (one line)."""
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (pyvirtualcam lists one line per backend tried)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else f"{type(exc).__name__}: no backend on this system"
+
+
 @dataclass(frozen=True)
 class SessionOptions:
     """What to open. ``None`` means the embedded default.
@@ -61,6 +68,7 @@ class SessionOptions:
         out_dir: folder for the default file outputs.
         vcam_device: a specific virtual camera device, or ``None`` for the first free one.
         seed: seed of the degradation simulator.
+        overwrite: replace an existing video file named by ``output`` (never the input itself).
     """
 
     input: str | None = None
@@ -71,6 +79,7 @@ class SessionOptions:
     out_dir: Path = Path("out")
     vcam_device: str | None = None
     seed: int = 0
+    overwrite: bool = False
 
 
 class CameraSession:
@@ -201,7 +210,10 @@ class CameraSession:
                 vcam = VirtualCameraSink(**size, fps=capture.fps, device=opts.vcam_device)
             except (RuntimeError, ImportError) as exc:
                 if opts.output == "vcam":
-                    raise SessionError(f"no virtual camera could be opened; to get one: {VCAM_HINT}") from exc
+                    raise SessionError(
+                        f"no virtual camera could be opened ({_first_line(exc)}); if one exists it may be "
+                        f"busy: close the program using it or pick one with --vcam-device; to create one: {VCAM_HINT}"
+                    ) from exc
                 log.debug("virtual camera unavailable: %s", exc)
             else:
                 self._stack.enter_context(vcam)
@@ -229,6 +241,10 @@ class CameraSession:
                 f"unknown output {opts.output!r}: expected vcam, preview or a video file "
                 f"({', '.join(VIDEO_SUFFIXES)})"
             )
+        if not capture.live and same_file(path, self._source):  # type: ignore[arg-type]
+            raise SessionError(f"output {path} is the input itself; choose another output")
+        if path.exists() and not opts.overwrite:
+            raise SessionError(f"{path} already exists; add --force to overwrite")
         self.output_description = str(path)
         try:
             return [self._stack.enter_context(VideoFileSink(path, **size, fps=capture.fps))]

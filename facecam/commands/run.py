@@ -9,8 +9,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine.errors import UserError
-from facecam.commands.common import add_engine_arguments, controls_from_args, load_engine, setup_logging
-from facecam.files import atomic_path
+from facecam.commands.common import (
+    add_engine_arguments,
+    check_identity,
+    controls_from_args,
+    load_engine,
+    setup_logging,
+)
+from facecam.files import atomic_path, same_file
 from facecam.session import CameraSession, SessionError, SessionOptions
 from facecam.simulate import SIMULATIONS
 
@@ -49,12 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--loop", action="store_true", help="restart a video file input at its end")
     parser.add_argument("--vcam-device", metavar="DEV", help="a specific virtual camera, e.g. /dev/video10")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --output video file")
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging()
+    if args.stats_json is not None and any(
+        same_file(args.stats_json, path) for path in (args.input, args.output) if path and Path(path).exists()
+    ):
+        raise UserError(f"--stats-json {args.stats_json} would overwrite the input or output video")
     controls = controls_from_args(args)
     enhancer = load_engine(args.backend, args.weights)
+    check_identity(enhancer, controls, args.identity)
     options = SessionOptions(
         input=args.input,
         output=args.output,
@@ -62,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         loop=True if args.loop else None,
         max_frames=args.frames,
         vcam_device=args.vcam_device,
+        overwrite=args.force,
     )
     session = CameraSession(enhancer, options, controls=controls)
     try:
