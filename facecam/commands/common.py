@@ -13,7 +13,7 @@ from engine.enhancer import Enhancer
 from engine.errors import UserError
 from facecam.controls import MODES, PipelineControls
 
-__all__ = ["add_engine_arguments", "load_engine", "controls_from_args", "setup_logging"]
+__all__ = ["add_engine_arguments", "load_engine", "controls_from_args", "check_identity", "setup_logging"]
 
 
 def _strength(text: str) -> float:
@@ -67,12 +67,32 @@ def controls_from_args(args: argparse.Namespace) -> PipelineControls:
     if args.identity is not None:
         try:
             identity = np.load(args.identity, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"cannot read identity prior {args.identity}: {exc}") from None
+        except (OSError, ValueError, EOFError) as exc:
+            why = "not a .npy array file" if "pickle" in str(exc) else str(exc)  # never suggest unpickling
+            raise UserError(f"cannot read identity prior {args.identity}: {why}") from None
+        if not isinstance(identity, np.ndarray):  # an .npz archive
+            raise UserError(f"cannot read identity prior {args.identity}: expected one .npy array, not an archive")
     try:
         return PipelineControls(strength=args.strength, mode=args.mode, identity=identity)
     except ValueError as exc:
         raise UserError(f"{args.identity}: {exc}") from None
+
+
+def check_identity(enhancer: Enhancer, controls: PipelineControls, path: Path | None) -> None:
+    """Refuse an identity prior the engine cannot use, once at start-up, instead of every frame
+    passing through with a warning: one engine call on a blank crop with the prior.
+
+    Raises:
+        UserError: the engine rejects the prior (e.g. another shape); names the file.
+    """
+    identity = controls.identity
+    if identity is None:
+        return
+    s = int(enhancer.crop_size)
+    try:
+        enhancer.enhance(np.zeros((1, s, s, 3), np.uint8), None, identity)
+    except ValueError as exc:
+        raise UserError(f"identity prior {path} does not fit the engine: {exc}") from None
 
 
 def setup_logging() -> None:

@@ -9,9 +9,17 @@ import cv2
 from tqdm import tqdm
 
 from engine.errors import UserError
-from facecam.commands.common import add_engine_arguments, controls_from_args, load_engine, setup_logging
+from facecam.capture import open_video
+from facecam.commands.common import (
+    add_engine_arguments,
+    check_identity,
+    controls_from_args,
+    load_engine,
+    setup_logging,
+)
 from facecam.files import same_file, write_image_atomic
 from facecam.pipeline import FramePipeline
+from facecam.quiet import native_stderr_silenced
 from facecam.sinks import VIDEO_SUFFIXES, VideoFileSink
 
 NAME = "enhance"
@@ -83,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{existing[0]}{more} already exists; add --force to overwrite")
     controls = controls_from_args(args)
     enhancer = load_engine(args.backend, args.weights)
+    check_identity(enhancer, controls, args.identity)
     with FramePipeline(enhancer, controls=controls) as pipeline:
         if kind == "video":
             frames, faces = _enhance_video(pipeline, inp, out)
@@ -96,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
 def _enhance_images(pipeline: FramePipeline, pairs: list[tuple[Path, Path]]) -> int:
     written = 0
     for src, dst in tqdm(pairs, unit="image", desc="enhance", disable=len(pairs) < 2):
-        image = cv2.imread(str(src), cv2.IMREAD_COLOR)
+        with native_stderr_silenced():  # libpng/libjpeg complain on fd 2 about damaged files
+            image = cv2.imread(str(src), cv2.IMREAD_COLOR)
         if image is None:
             if len(pairs) == 1:
                 raise UserError(f"{src}: not a readable image")
@@ -109,8 +119,9 @@ def _enhance_images(pipeline: FramePipeline, pairs: list[tuple[Path, Path]]) -> 
 
 
 def _enhance_video(pipeline: FramePipeline, src: Path, dst: Path) -> tuple[int, int]:
-    cap = cv2.VideoCapture(str(src))
-    ok, frame = cap.read()
+    cap = open_video(str(src))
+    with native_stderr_silenced():  # FFmpeg prints its parsing errors on fd 2
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
     if not ok:
         cap.release()
         raise UserError(f"{src}: not a readable video")
