@@ -33,8 +33,15 @@ def config_dir() -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it ``0700``: only the user may list or enter it."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create ``path`` and make it ``0700``: only the user may list or enter it.
+
+    Missing parents are created ``0700`` too (as the XDG spec asks; ``mkdir -p`` would leave e.g. a new
+    ``nasfe-cam/`` above ``identity/`` world-readable); existing parents are left as they are.
+    """
+    for folder in reversed([path, *path.parents]):
+        if not folder.exists():
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
     os.chmod(path, 0o700)
     return path
 
