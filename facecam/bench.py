@@ -26,7 +26,9 @@ import numpy as np
 from engine.enhancer import Enhancer
 from engine.errors import UserError
 from engine.fused import NASFENet
+from facecam.capture import open_video
 from facecam.pipeline import FramePipeline
+from facecam.quiet import native_stderr_silenced
 
 __all__ = [
     "SAMPLE_CLIP",
@@ -63,11 +65,12 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def load_clip(path: str | Path = SAMPLE_CLIP) -> list[np.ndarray]:
     """Every frame of a video file, uint8 BGR ``(H, W, 3)``."""
-    cap = cv2.VideoCapture(str(path))
+    cap = open_video(str(path))
     frames = []
     try:
-        while True:
-            ok, frame = cap.read()
+        while cap.isOpened():
+            with native_stderr_silenced():  # FFmpeg reports damaged files on fd 2
+                ok, frame = cap.read()
             if not ok:
                 break
             frames.append(frame)

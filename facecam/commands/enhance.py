@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     kind = _kind(inp)
     out: Path = args.output or _default_output(inp, kind)
     if args.output is not None and kind != "folder" and _kind(out) != kind:
-        raise UserError(f"output {out} must be a {kind} like the input {inp}")
+        raise UserError(f"output {out} must be {'an' if kind == 'image' else 'a'} {kind} like the input {inp}")
     pairs = _plan(inp, out, kind)
     existing = [o for _, o in pairs if o.exists()]
     if existing and not args.force:
@@ -113,7 +113,10 @@ def _enhance_images(pipeline: FramePipeline, pairs: list[tuple[Path, Path]]) -> 
             print(f"nasfe-cam: skipping {src}: not a readable image")
             continue
         pipeline.reset()  # unrelated photos: no tracking or exposure carried over
-        write_image_atomic(dst, pipeline.process(image, 0.0).image_bgr)
+        try:
+            write_image_atomic(dst, pipeline.process(image, 0.0).image_bgr)
+        except OSError as exc:  # disk full, read-only folder: the old file (if any) is left as it was
+            raise UserError(f"cannot write {dst}: {exc.strerror or exc}") from None
         written += 1
     return written
 
@@ -139,6 +142,8 @@ def _enhance_video(pipeline: FramePipeline, src: Path, dst: Path) -> tuple[int, 
                 with_faces += bool(result.faces)
                 bar.update()
                 ok, frame = cap.read()
+    except OSError as exc:  # no writer for this container here, disk full: nothing under dst changes
+        raise UserError(f"cannot write {dst}: {exc.strerror or exc}") from None
     finally:
         cap.release()
     return frames, with_faces
