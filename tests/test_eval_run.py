@@ -20,7 +20,7 @@ from training.eval.methods import Method, baseline_method
 from training.eval.run import EvalConfig, evaluate
 from training.eval.report import parse_tables
 from training.eval_cli import main
-from training.faces import by_identity, read_index, read_rgb, select
+from training.faces import FaceRecord, by_identity, read_index, read_rgb, select
 from training.testsets import build_testsets
 
 FACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "faces"
@@ -29,25 +29,30 @@ SETS = ("Test-B", "Test-N", "Test-L", "Test-BN", "Test-BNL")
 FAST_BASELINES = [b for b in BASELINES if not BASELINES[b].slow]
 
 
-def _mini_faces(root: Path) -> Path:
-    """A faces folder whose index lists a few real test photos (absolute paths): three CelebA
-    people with three photos each, two LFW people with two photos and one LFW person with one."""
-    records = select(read_index(FACES), split="test")
-    chosen = []
-    for source, people, photos in (("celeba", 3, 3), ("lfw", 2, 2)):
-        groups = by_identity(r for r in records if r.source == source)
-        names = sorted(n for n, rs in groups.items() if len(rs) >= photos)[:people]
-        chosen += [r for n in names for r in groups[n][:photos]]
-    solo = sorted((n for n, rs in by_identity(r for r in records if r.source == "lfw").items()
-                   if len(rs) == 1))[0]
-    chosen += by_identity(records)[solo]
+def _write_index(root: Path, records: list[FaceRecord]) -> Path:
+    """A faces folder whose index.csv lists ``records`` (absolute paths, all ``split == test``)."""
     root.mkdir(parents=True)
     with (root / "index.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "identity", "source", "split"] + [f"{a}{i}" for i in range(5) for a in "xy"])
-        for r in chosen:
+        for r in records:
             w.writerow([r.path, r.identity, r.source, "test", *r.landmarks5.ravel().tolist()])
     return root
+
+
+def _people(source: str, count: int, photos: int, skip: int = 0) -> list[FaceRecord]:
+    """``photos`` test photos each of ``count`` people of ``source`` with at least that many."""
+    groups = by_identity(select(read_index(FACES), split="test", sources=source))
+    names = sorted(n for n, rs in groups.items() if len(rs) >= photos)[skip:skip + count]
+    return [r for n in names for r in groups[n][:photos]]
+
+
+def _mini_faces() -> list[FaceRecord]:
+    """Three CelebA people with three photos each, two LFW people with two photos and one LFW
+    person with one photo."""
+    lfw = by_identity(select(read_index(FACES), split="test", sources="lfw"))
+    solo = lfw[min(n for n, rs in lfw.items() if len(rs) == 1)]
+    return _people("celeba", 3, 3) + _people("lfw", 2, 2) + solo
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,7 @@ def testsets(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("eval")
     out = tmp / "testsets"
-    build_testsets(_mini_faces(tmp / "faces"), out, limit=None, per_image=1, progress=False)
+    build_testsets(_write_index(tmp / "faces", _mini_faces()), out, limit=None, per_image=1, progress=False)
     return out
 
 
@@ -75,7 +80,7 @@ def report(testsets, model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report")
     g, w = model
     rc = main(["run", "--testsets", str(testsets), "--out", str(out), "--grid-rows", "4",
-               "--baselines", *FAST_BASELINES, "--model", f"tiny={g}:{w}"])
+               "--gallery", "testset", "--baselines", *FAST_BASELINES, "--model", f"tiny={g}:{w}"])
     assert rc == 0
     return out
 
@@ -161,6 +166,17 @@ def test_identification_protocol_on_real_faces(report):
     assert (lfw["gallery_images"], lfw["gallery_identities"]) == (5, 3)
     assert lfw["probes"] == 4 and lfw["skipped"] == 1
     assert lfw["methods"]["clean"]["probes"] == 4
+
+
+def test_faces_gallery_adds_photos_and_people(testsets, tmp_path):
+    # The test set's people plus a fourth photo of one of them and a new person with two photos.
+    extra = _people("celeba", 1, 4)[3:] + _people("celeba", 1, 2, skip=3)
+    faces = _write_index(tmp_path / "faces", _mini_faces() + extra)
+    assert main(["run", "--testsets", str(testsets), "--out", str(tmp_path / "out"), "--sets", "BNL",
+                 "--sources", "celeba", "--baselines", "degraded", "--faces", str(faces)]) == 0
+    rec = _results(tmp_path / "out")["recognition"]["Test-BNL"]["celeba"]
+    assert (rec["gallery_images"], rec["gallery_identities"], rec["probes"]) == (12, 4, 9)
+    assert rec["methods"]["clean"]["top1"] == 100.0
 
 
 def test_grid_has_a_labelled_column_per_method(report):
@@ -286,7 +302,7 @@ def test_identity_rows_use_the_prior(testsets, model, tmp_path):
     torch.nn.init.normal_(net.identity_branch.proj.weight, std=0.5)  # untrained: projection is 0
     save_fused(net, tmp_path / "w.safetensors")
     assert main(["run", "--testsets", str(testsets), "--out", str(tmp_path / "out"), "--sets", "N",
-                 "--baselines", "degraded", "--identity", "both", "--no-recognition",
+                 "--baselines", "degraded", "--identity", "both", "--no-recognition", "--gallery", "testset",
                  "--genotype", str(g), "--weights", str(tmp_path / "w.safetensors")]) == 0
     q = _results(tmp_path / "out")["quality"]["Test-N"]
     names = [m["name"] for m in _results(tmp_path / "out")["methods"]]

@@ -71,9 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds every sampling choice (default 0)")
     parser.add_argument("--recogniser", type=Path, metavar="WEIGHTS",
                         help="MobileFaceNet safetensors for identification (default: the one in assets)")
-    parser.add_argument("--gallery-faces", type=Path, metavar="FACES",
-                        help="also enrol every split==test photo of the sources in this faces folder "
-                             "(index.csv), e.g. ../shared/faces, so more probes have a match")
+    parser.add_argument("--gallery", choices=("faces", "testset"), default="faces",
+                        help="identification gallery and identity references: every split==test "
+                             "photo of the source in --faces (default), or only the test set's own "
+                             "clean photos (quick; few people then have a second photo)")
+    parser.add_argument("--faces", type=Path, default=Path("../shared/faces"), metavar="DIR",
+                        help="faces folder with index.csv for --gallery faces (default ../shared/faces)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch and OpenCV (default 1: this machine is shared, "
+                             "and two threads on two busy cores ran 15x slower)")
     parser.add_argument("--no-recognition", action="store_true", help="skip face identification")
     parser.add_argument("--detector", type=Path, metavar="ONNX",
                         help="YuNet model for --real (default: assets/models/face_detection_yunet.onnx)")
@@ -94,7 +100,7 @@ def _model_specs(args: argparse.Namespace) -> list[ModelSpec]:
 
 def _check_positive(args: argparse.Namespace) -> None:
     for flag, least in (("limit", 1), ("per_image", 1), ("slow_limit", 1), ("grid_rows", 1),
-                        ("batch_size", 1), ("seed", 0)):
+                        ("batch_size", 1), ("seed", 0), ("threads", 1)):
         value = getattr(args, flag)
         if value is not None and value < least:
             raise UserError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
@@ -117,8 +123,13 @@ def _check_device(name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import cv2
+    import torch
+
     _check_positive(args)
     _check_device(args.device)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
     specs = _model_specs(args)
     if args.real is not None:
         return _run_real(args, specs)
@@ -149,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig(
         testsets=args.testsets, out=args.out, sets=sets, sources=sources, limit=args.limit,
         per_image=args.per_image, slow_limit=args.slow_limit, grid_rows=args.grid_rows,
-        seed=args.seed, chunk=args.batch_size, gallery_faces=args.gallery_faces, device=args.device,
+        seed=args.seed, chunk=args.batch_size, device=args.device,
+        gallery_faces=args.faces if args.gallery == "faces" else None,
         notes=tuple(f"Model {s.name}: genotype `{s.genotype}`, weights `{s.weights}`." for s in specs),
     )
     evaluate(config, methods, factory, "MobileFaceNet (ArcFace-trained, 192-D; cosine similarity)")

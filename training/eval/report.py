@@ -103,10 +103,10 @@ def _recognition_section(results: dict[str, Any], set_name: str) -> list[str]:
     names.append("clean")
     recogniser = results["meta"].get("recogniser", "the evaluation recogniser")
     lines = [f"## {set_name} — face identification Top-1 \\| Top-5 (%) (paper Table 5)", "",
-             f"Recogniser: {recogniser}. Gallery: the clean crop of every test photo of the source; "
-             "each probe's own photo is left out of its gallery; identities are ranked by their best "
-             "photo. Photos whose identity has no other photo stay in the gallery as distractors and "
-             "are not probes.", ""]
+             f"Recogniser: {recogniser}. Gallery: clean photos of the source's test people (see "
+             "Setup); each probe's own photo is left out of its gallery; identities are ranked by "
+             "their best photo. People without another photo stay in the gallery as distractors "
+             "and are not probes.", ""]
     rows = []
     for source, r in rec.items():
         row = [source, str(r["gallery_images"]), str(r["gallery_identities"]), str(r["probes"])]

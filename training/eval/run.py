@@ -51,6 +51,7 @@ class EvalConfig:
     grid_rows: int = 6
     seed: int = 0
     chunk: int = 8
+    #: faces folder (index.csv) whose ``split == test`` photos join the gallery and references.
     gallery_faces: Path | None = None
     #: torch device for the identity encoder (models and recogniser get theirs from the caller).
     device: str = "cpu"
@@ -136,14 +137,24 @@ def _photos(groups: dict[tuple[str, str], list[Sample]], source: str, faces_dir:
     return _Photos(tuple(keys), tuple(identities), np.stack(crops))
 
 
-def _identity_priors(photos: _Photos, table: ReferenceTable, group: Sequence[Sample]) -> list[np.ndarray | None]:
-    """Each sample's identity prior: the mean reference map of the person's *other* photos (never
-    its own photo, which is the ground truth), ``None`` when the person has no other photo."""
-    out: list[np.ndarray | None] = []
-    for s in group:
-        refs = photos.others(s.identity, s.photo)
-        out.append(table.prior(np.array([refs]), torch.device("cpu"))[0].numpy() if refs else None)
-    return out
+class _References:
+    """Identity-prior maps (:class:`engine.identity.ReferenceTable`) of the photos of the people
+    being evaluated; other gallery photos are never a reference and are not encoded."""
+
+    def __init__(self, photos: _Photos, people: set[str], device: str) -> None:
+        self.rows = [j for j, i in enumerate(photos.identities) if i in people]
+        self.photos = photos
+        self.table = ReferenceTable.build(photos.crops[self.rows], device=device)
+
+    def priors(self, group: Sequence[Sample]) -> list[np.ndarray | None]:
+        """Each sample's identity prior: the mean map of the person's *other* photos (never its
+        own photo, which is the ground truth); ``None`` when the person has no other photo."""
+        where = {j: r for r, j in enumerate(self.rows)}
+        out: list[np.ndarray | None] = []
+        for s in group:
+            refs = [where[j] for j in self.photos.others(s.identity, s.photo)]
+            out.append(self.table.prior(np.array([refs]), torch.device("cpu"))[0].numpy() if refs else None)
+        return out
 
 
 @dataclass
@@ -216,7 +227,7 @@ def evaluate(
     grid_rows: dict[str, list[list[np.ndarray | None]]] = defaultdict(list)
     photos: dict[str, _Photos] = {}
     galleries: dict[str, Gallery] = {}
-    tables: dict[str, ReferenceTable] = {}
+    references: dict[str, _References] = {}
     embedder: Embedder | None = None
     wants_identity = any(m.uses_identity for m in methods)
 
@@ -234,9 +245,10 @@ def evaluate(
         priors: list[np.ndarray | None] = [None] * len(group)
         if wants_identity:
             t0 = time.perf_counter()
-            if source not in tables:
-                tables[source] = ReferenceTable.build(pool(source).crops, device=config.device)
-            priors = _identity_priors(pool(source), tables[source], group)
+            if source not in references:
+                people = {s.identity for (_, src), g in groups.items() if src == source for s in g}
+                references[source] = _References(pool(source), people, config.device)
+            priors = references[source].priors(group)
             timing["identity priors"] += time.perf_counter() - t0
         hints = [Hints(kernels.get(s.kernel), p) for s, p in zip(group, priors)]
         identify_here = set_name in RECOGNITION_SETS and embedder_factory is not None
