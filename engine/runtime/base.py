@@ -2,8 +2,8 @@
 
 Backends subclass :class:`CropEnhancer` and implement :meth:`CropEnhancer._run` on a
 :class:`GraphInputs` of at most ``max_batch`` crops. The optional ``prior`` and ``identity`` of
-:meth:`engine.enhancer.Enhancer.enhance` become always-present inputs plus 0/1 masks (see
-:mod:`engine.runtime.graph`), so one compiled graph serves every call.
+:meth:`engine.enhancer.Enhancer.enhance` become always-present inputs plus 0/1 flags (the signature
+of :mod:`engine.export`, see :mod:`engine.runtime.graph`), so one compiled graph serves every call.
 """
 
 from __future__ import annotations
@@ -24,30 +24,27 @@ class GraphInputs:
 
     Attributes:
         crops: ``(N, S, S, 3)`` uint8 RGB aligned crops, C-contiguous.
-        prior: ``(N, 3)`` float32 degradation probabilities (zeros where ``use_prior`` is 0).
-        use_prior: ``(N,)`` float32, 1 = use ``prior``, 0 = the built-in classifier's estimate.
-        identity: ``(1, C, h, w)`` float32 identity prior shared by the batch (zeros when unused).
+        prior: ``(N, 3)`` float32 degradation probabilities (zeros where ``has_prior`` is 0).
+        has_prior: ``(N,)`` float32, 1 = use ``prior``, 0 = the built-in classifier's estimate.
+        identity: ``(N, C, h, h)`` float32 identity prior, one copy per crop (zeros when unused).
         has_identity: ``(N,)`` float32, 1 = apply ``identity``, 0 = the learned neutral embedding.
     """
 
     crops: np.ndarray
     prior: np.ndarray
-    use_prior: np.ndarray
+    has_prior: np.ndarray
     identity: np.ndarray
     has_identity: np.ndarray
 
     def __len__(self) -> int:
         return len(self.crops)
 
+    def _map(self, fn) -> GraphInputs:
+        return GraphInputs(*(fn(a) for a in (self.crops, self.prior, self.has_prior, self.identity, self.has_identity)))
+
     def slice(self, start: int, stop: int) -> GraphInputs:
-        """Crops ``start:stop`` (the identity is shared, so it is kept whole)."""
-        return GraphInputs(
-            self.crops[start:stop],
-            self.prior[start:stop],
-            self.use_prior[start:stop],
-            self.identity,
-            self.has_identity[start:stop],
-        )
+        """Crops ``start:stop`` and their inputs."""
+        return self._map(lambda a: a[start:stop])
 
     def padded(self, batch: int) -> GraphInputs:
         """These inputs grown to ``batch`` crops by repeating the last one (for fixed-size engines;
@@ -58,21 +55,18 @@ class GraphInputs:
         if extra == 0:
             return self
 
-        def grow(a: np.ndarray) -> np.ndarray:
-            return np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
-
-        return GraphInputs(grow(self.crops), grow(self.prior), grow(self.use_prior), self.identity, grow(self.has_identity))
+        return self._map(lambda a: np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]))
 
     def image(self) -> np.ndarray:
         """``(N, 3, S, S)`` float32 RGB in [0, 1]: the network's input layout."""
         return np.ascontiguousarray(self.crops.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Named float32 graph inputs (:data:`engine.runtime.graph.INPUT_NAMES` order)."""
+        """Named float32 graph inputs, in :data:`engine.export.INPUT_NAMES` order."""
         return {
-            "x": self.image(),
+            "image": self.image(),
             "prior": self.prior,
-            "use_prior": self.use_prior,
+            "has_prior": self.has_prior,
             "identity": self.identity,
             "has_identity": self.has_identity,
         }
@@ -113,31 +107,25 @@ class CropEnhancer(ABC):
             raise ValueError(f"crops: expected (N, {s}, {s}, 3) uint8 RGB, got {crops.shape} {crops.dtype}")
         n = len(crops)
         if prior is None:
-            prior_arr, use_prior = np.zeros((n, 3), np.float32), np.zeros(n, np.float32)
+            prior_arr, has_prior = np.zeros((n, 3), np.float32), np.zeros(n, np.float32)
         else:
             prior_arr = np.asarray(prior, np.float32)
             if prior_arr.shape != (n, 3):
                 raise ValueError(f"prior: expected shape ({n}, 3) for {n} crops, got {prior_arr.shape}")
             if not np.isfinite(prior_arr).all():
                 raise ValueError("prior contains NaN or inf")
-            use_prior = np.ones(n, np.float32)
+            has_prior = np.ones(n, np.float32)
         id_shape = (cfg.id_channels, cfg.id_size, cfg.id_size)
         if identity is None:
-            id_arr, has_identity = np.zeros((1, *id_shape), np.float32), np.zeros(n, np.float32)
+            id_arr, has_identity = np.zeros((n, *id_shape), np.float32), np.zeros(n, np.float32)
         else:
             id_arr = np.asarray(identity, np.float32)
             if id_arr.shape != id_shape:
                 raise ValueError(f"identity: expected shape {id_shape}, got {id_arr.shape}")
             if not np.isfinite(id_arr).all():
                 raise ValueError("identity prior contains NaN or inf")
-            id_arr, has_identity = id_arr[None], np.ones(n, np.float32)
-        return GraphInputs(
-            np.ascontiguousarray(crops),
-            np.ascontiguousarray(prior_arr),
-            use_prior,
-            np.ascontiguousarray(id_arr),
-            has_identity,
-        )
+            id_arr, has_identity = np.repeat(id_arr[None], n, axis=0), np.ones(n, np.float32)
+        return GraphInputs(np.ascontiguousarray(crops), np.ascontiguousarray(prior_arr), has_prior, id_arr, has_identity)
 
     def enhance(
         self,

@@ -1,52 +1,43 @@
-"""The network behind one fixed signature, for the backends that compile or export a graph.
+"""The network behind one fixed signature, for the backends that compile or capture a graph.
 
 ``NASFENet.forward(x, prior=None, identity=None)`` branches on ``None``; a compiled graph cannot.
-:class:`InferenceGraph` always takes all five inputs and selects with 0/1 masks instead::
+The network engineer's export wrapper (:class:`engine.export.ExportableNASFE`, also what the ONNX
+file holds) takes every optional input as a tensor plus a per-sample 0/1 flag::
 
-    restored = graph(x, prior, use_prior, identity, has_identity)
-    x (N, 3, S, S) float32 RGB [0, 1]; prior (N, 3); use_prior (N,) in {0, 1};
-    identity (1, C, h, w) shared by the batch; has_identity (N,) in {0, 1}  ->  (N, 3, S, S) float32
+    image (N, 3, S, S) float32 RGB [0, 1]; prior (N, 3); has_prior (N,);
+    identity (N, C, h, h); has_identity (N,)  ->  restored (N, 3, S, S), probabilities (N, 3)
 
-``use_prior = 0`` takes the built-in classifier's estimate, ``has_identity = 0`` the learned neutral
-embedding (the network's own ``has_identity`` input), so with masks in {0, 1} the graph computes
-exactly what ``net(x, prior or None, identity or None)`` computes. The classifier always runs (about
-8 MFLOPs of the rt network's 1.07 GFLOPs) and so does the identity branch (about as much).
+``has_prior = 0`` takes the built-in classifier's estimate, ``has_identity = 0`` the learned neutral
+embedding, so with flags in {0, 1} it computes exactly what ``net(x, prior or None, identity or
+None)`` computes; the classifier and the identity branch always run (about 2 % of the rt network's
+FLOPs). :class:`InferenceGraph` is that wrapper with only the restored image as output and a choice
+of compute precision, which every backend runs (the ONNX backends through the exported file).
 
 Precision: ``InferenceGraph(net, torch.float16)`` runs a half-precision copy of the network with
 float32 inputs and output. The Wiener step of ``fft_op`` casts to float32 itself
-(:func:`engine.ops.dft.wiener_deconvolution`: its unnormalised DFT overflows float16), so the
-exported graph carries explicit float32 casts around it; TensorRT's strongly typed mode
+(:func:`engine.ops.dft.wiener_deconvolution`: its unnormalised DFT overflows float16), so the traced
+graph carries explicit float32 casts around it; TensorRT's strongly typed mode
 (``use_explicit_typing``) keeps exactly those types.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import logging
-import warnings
-from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from engine.export import INPUT_NAMES, ExportableNASFE, example_export_inputs
 from engine.fused import NASFENet
 
-__all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "GRAPH_VERSION", "InferenceGraph", "example_graph_inputs", "export_onnx_graph"]
+__all__ = ["INPUT_NAMES", "GRAPH_VERSION", "InferenceGraph", "example_graph_inputs"]
 
-#: Graph input names, in call order.
-INPUT_NAMES: tuple[str, ...] = ("x", "prior", "use_prior", "identity", "has_identity")
-#: Graph output name.
-OUTPUT_NAMES: tuple[str, ...] = ("restored",)
-#: Part of every cache key: bump it when :class:`InferenceGraph` computes something else.
-GRAPH_VERSION = "1"
-#: Largest batch an exported ONNX graph accepts (its dynamic batch dimension's bound).
-ONNX_MAX_BATCH = 64
+#: Part of every cache key: bump it when :class:`InferenceGraph` or the export computes otherwise.
+GRAPH_VERSION = "2"
 
 
 class InferenceGraph(nn.Module):
-    """``NASFENet`` with the fixed five-input signature of the module docstring.
+    """:class:`engine.export.ExportableNASFE` returning only ``restored``, in a chosen precision.
 
     Args:
         net: the fused network (eval mode); it is copied, never modified.
@@ -58,68 +49,16 @@ class InferenceGraph(nn.Module):
         super().__init__()
         if dtype not in (torch.float32, torch.float16):
             raise ValueError(f"dtype must be float32 or float16, got {dtype}")
-        self.net = copy.deepcopy(net).eval().to(dtype)
+        self.wrapped = ExportableNASFE(copy.deepcopy(net).eval().to(dtype))
         self.compute_dtype = dtype
 
-    def forward(self, x: Tensor, prior: Tensor, use_prior: Tensor, identity: Tensor, has_identity: Tensor) -> Tensor:
-        dtype = self.compute_dtype
-        x = x.to(dtype)
-        m = use_prior.to(dtype).unsqueeze(1)
-        prior = m * prior.to(dtype) + (1.0 - m) * self.net.classify(x)
-        restored = self.net(x, prior, identity.to(dtype), has_identity=has_identity.to(dtype))
+    def forward(self, image: Tensor, prior: Tensor, has_prior: Tensor, identity: Tensor, has_identity: Tensor) -> Tensor:
+        """Inputs as :data:`INPUT_NAMES` (float32); returns ``(N, 3, S, S)`` float32, not clamped."""
+        d = self.compute_dtype
+        restored, _ = self.wrapped(image.to(d), prior.to(d), has_prior.to(d), identity.to(d), has_identity.to(d))
         return restored.float()
 
 
 def example_graph_inputs(net: NASFENet, batch: int, device: str | torch.device = "cpu") -> tuple[Tensor, ...]:
-    """Random float32 inputs of the graph signature for ``batch`` crops (tracing and capture)."""
-    cfg = net.config
-    g = torch.Generator().manual_seed(0)
-    s, c, h = cfg.crop_size, cfg.id_channels, cfg.id_size
-    args = (
-        torch.rand(batch, 3, s, s, generator=g),
-        torch.rand(batch, 3, generator=g),
-        torch.ones(batch),
-        torch.randn(1, c, h, h, generator=g),
-        torch.ones(batch),
-    )
-    return tuple(a.to(device) for a in args)
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """Silence the exporter's chatter (progress logs, deprecation and torchvision warnings), which
-    says nothing to someone starting the camera; errors still raise."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def export_onnx_graph(net: NASFENet, path: str | Path) -> None:
-    """Write the float32 :class:`InferenceGraph` of ``net`` as one ONNX file with a dynamic batch.
-
-    Uses the ``torch.export``-based exporter (``dynamo=True``); all weights are inside the file.
-    """
-    graph = InferenceGraph(net).to("cpu").eval()
-    batch = torch.export.Dim("batch", min=1, max=ONNX_MAX_BATCH)
-    dynamic = {"x": {0: batch}, "prior": {0: batch}, "use_prior": {0: batch}, "identity": None, "has_identity": {0: batch}}
-    with _quiet_exporter(), torch.no_grad():
-        torch.onnx.export(
-            graph,
-            example_graph_inputs(net, batch=2),
-            str(path),
-            dynamo=True,
-            input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=dynamic,
-            external_data=False,
-            optimize=True,
-            verbose=False,
-        )
+    """Random float32 inputs of the graph signature for ``batch`` crops (tracing and compiling)."""
+    return tuple(t.to(device) for t in example_export_inputs(net, batch))

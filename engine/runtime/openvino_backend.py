@@ -21,7 +21,6 @@ import numpy as np
 
 from engine.fused import NASFENet
 from engine.runtime.base import CropEnhancer, GraphInputs, to_uint8_nhwc
-from engine.runtime.graph import ONNX_MAX_BATCH
 from engine.runtime.onnx_backend import cached_onnx
 
 __all__ = ["OpenVinoEnhancer"]
@@ -53,8 +52,8 @@ class OpenVinoEnhancer(CropEnhancer):
         if precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
         self.buckets = tuple(sorted(set(buckets)))
-        if not self.buckets or not 1 <= self.buckets[0] <= self.buckets[-1] <= ONNX_MAX_BATCH:
-            raise ValueError(f"buckets must be batch sizes in 1..{ONNX_MAX_BATCH}, got {tuple(buckets)}")
+        if not self.buckets or self.buckets[0] < 1:
+            raise ValueError(f"buckets must be positive batch sizes, got {tuple(buckets)}")
         core = ov.Core()
         if precision == "auto":
             precision = "bf16" if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "fp32"
@@ -75,10 +74,10 @@ class OpenVinoEnhancer(CropEnhancer):
             model = core.read_model(str(model_path))
             model.reshape(
                 {
-                    "x": [b, 3, s, s],
+                    "image": [b, 3, s, s],
                     "prior": [b, 3],
-                    "use_prior": [b],
-                    "identity": [1, cfg.id_channels, cfg.id_size, cfg.id_size],
+                    "has_prior": [b],
+                    "identity": [b, cfg.id_channels, cfg.id_size, cfg.id_size],
                     "has_identity": [b],
                 }
             )

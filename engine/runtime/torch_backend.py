@@ -110,8 +110,8 @@ class TorchEnhancer(CropEnhancer):
         return {
             "crops": torch.zeros(batch, s, s, 3, dtype=torch.uint8, device=dev),
             "prior": torch.zeros(batch, 3, device=dev),
-            "use_prior": torch.zeros(batch, device=dev),
-            "identity": torch.zeros(1, cfg.id_channels, cfg.id_size, cfg.id_size, device=dev),
+            "has_prior": torch.zeros(batch, device=dev),
+            "identity": torch.zeros(batch, cfg.id_channels, cfg.id_size, cfg.id_size, device=dev),
             "has_identity": torch.zeros(batch, device=dev),
         }
 
@@ -121,14 +121,14 @@ class TorchEnhancer(CropEnhancer):
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         # No autocast weight cache: cached casts made during CUDA graph capture would be stale.
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.precision == "fp16", cache_enabled=False):
-            y = self.graph(x, t["prior"], t["use_prior"], t["identity"], t["has_identity"])
+            y = self.graph(x, t["prior"], t["has_prior"], t["identity"], t["has_identity"])
         return to_uint8_nhwc_tensor(y)
 
     def _run(self, inputs: GraphInputs) -> np.ndarray:
         tensors = {
             "crops": torch.from_numpy(inputs.crops),
             "prior": torch.from_numpy(inputs.prior),
-            "use_prior": torch.from_numpy(inputs.use_prior),
+            "has_prior": torch.from_numpy(inputs.has_prior),
             "identity": torch.from_numpy(inputs.identity),
             "has_identity": torch.from_numpy(inputs.has_identity),
         }
