@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[onnx,eval,test]'
+	$(BIN)/pip install -q -e '.[onnx,openvino,eval,test]'
 	@touch $(STAMP)
 
 install: $(STAMP)
