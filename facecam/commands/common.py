@@ -93,6 +93,8 @@ def check_identity(enhancer: Enhancer, controls: PipelineControls, path: Path | 
         enhancer.enhance(np.zeros((1, s, s, 3), np.uint8), None, identity)
     except ValueError as exc:
         raise UserError(f"identity prior {path} does not fit the engine: {exc}") from None
+    except Exception as exc:  # another engine failure: the running pipeline reports those per frame
+        logging.getLogger("facecam").warning("checking the identity prior with the engine failed: %s", exc)
 
 
 def setup_logging() -> None:
