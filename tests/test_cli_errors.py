@@ -115,94 +115,95 @@ def call(main: Callable, argv: list[str]) -> int:
 CAM, TRAIN, EVAL = "nasfe-cam", "nasfe-train", "nasfe-eval"
 MAINS = {CAM: cam_main, TRAIN: train_main, EVAL: eval_main}
 
-# name: (program, argv, words the one error line must contain)
-BAD_INPUT: dict[str, tuple[str, list[str], str]] = {
-    "cam_unknown_command": (CAM, ["explode"], "invalid choice: 'explode'"),
-    "cam_unknown_option": (CAM, ["--explode"], "unrecognized arguments: --explode"),
+# name: (program, its arguments, words the one error line must contain)
+BAD_INPUT: dict[str, tuple[str, str, str]] = {
+    "cam_unknown_command": (CAM, "explode", "invalid choice: 'explode'"),
+    "cam_unknown_option": (CAM, "--explode", "unrecognized arguments: --explode"),
     # run
-    "run_input_missing": (CAM, ["run", "--input", "missing.mp4"], "input not found: missing.mp4"),
-    "run_input_unreadable_video": (CAM, ["run", "--input", "bad.mkv", "--output", "o.avi"], "cannot read from video file bad.mkv"),
-    "run_input_not_a_video": (CAM, ["run", "--input", "notes.txt", "--output", "o.avi"], "cannot read from video file notes.txt"),
-    "run_output_is_the_input": (CAM, ["run", "--input", "clip.avi", "--output", "clip.avi"], "output clip.avi is the input itself"),
-    "run_output_exists": (CAM, ["run", "--input", "clip.avi", "--output", "old.avi"], "old.avi already exists; add --force"),
-    "run_output_unknown_kind": (CAM, ["run", "--input", "clip.avi", "--output", "out.xyz"], "unknown output 'out.xyz'"),
+    "run_input_missing": (CAM, "run --input missing.mp4", "input not found: missing.mp4"),
+    "run_input_unreadable_video": (CAM, "run --input bad.mkv --output o.avi", "cannot read from video file bad.mkv"),
+    "run_input_not_a_video": (CAM, "run --input notes.txt --output o.avi", "cannot read from video file notes.txt"),
+    "run_output_is_the_input": (CAM, "run --input clip.avi --output clip.avi", "output clip.avi is the input itself"),
+    "run_output_exists": (CAM, "run --input clip.avi --output old.avi", "old.avi already exists; add --force"),
+    "run_output_unknown_kind": (CAM, "run --input clip.avi --output out.xyz", "unknown output 'out.xyz'"),
     "run_stats_json_is_the_input": (
-        CAM, ["run", "--input", "clip.avi", "--output", "o.avi", "--stats-json", "clip.avi"], "would overwrite the input"
+        CAM, "run --input clip.avi --output o.avi --stats-json clip.avi", "would overwrite the input"
     ),
-    "run_unknown_option": (CAM, ["run", "--explode"], "unrecognized arguments: --explode"),
-    "run_frames_not_a_number": (CAM, ["run", "--frames", "ten"], "expected a positive whole number of frames"),
-    "run_strength_out_of_range": (CAM, ["run", "--strength", "2"], "expected a number in [0, 1]"),
-    "run_identity_missing": (CAM, ["run", "--identity", "nobody.npy"], "cannot read identity prior nobody.npy"),
-    "run_identity_not_an_array": (CAM, ["run", "--identity", "bad.png"], "not a .npy array"),
+    "run_unknown_option": (CAM, "run --explode", "unrecognized arguments: --explode"),
+    "run_frames_not_a_number": (CAM, "run --frames ten", "expected a positive whole number of frames"),
+    "run_strength_out_of_range": (CAM, "run --strength 2", "expected a number in [0, 1]"),
+    "run_identity_missing": (CAM, "run --identity nobody.npy", "cannot read identity prior nobody.npy"),
+    "run_identity_not_an_array": (CAM, "run --identity bad.png", "not a .npy array"),
     "run_identity_does_not_fit": (
-        CAM, ["run", "--weights", "engine/weights.safetensors", "--backend", "torch", "--identity", "wrong_identity.npy"],
+        CAM, "run --weights engine/weights.safetensors --backend torch --identity wrong_identity.npy",
         "identity prior wrong_identity.npy does not fit the engine",
     ),
-    "run_weights_missing": (CAM, ["run", "--weights", "none.safetensors"], "weights file not found: none.safetensors"),
+    "run_weights_missing": (CAM, "run --weights none.safetensors", "weights file not found: none.safetensors"),
     "run_weights_truncated": (
-        CAM, ["run", "--weights", "damaged/weights.safetensors", "--backend", "torch"], "corrupt or unreadable weights file damaged/"
+        CAM, "run --weights damaged/weights.safetensors --backend torch", "corrupt or unreadable weights file damaged/"
     ),
-    "run_backend_unknown": (CAM, ["run", "--weights", "engine/weights.safetensors", "--backend", "vulkan"], "unknown backend 'vulkan'"),
+    "run_backend_unknown": (
+        CAM, "run --weights engine/weights.safetensors --backend vulkan", "unknown backend 'vulkan'"
+    ),
     # enhance
-    "enhance_input_missing": (CAM, ["enhance", "missing.png"], "input not found: missing.png"),
-    "enhance_unreadable_image": (CAM, ["enhance", "bad.png"], "bad.png: not a readable image"),
-    "enhance_truncated_image": (CAM, ["enhance", "half.png"], "half.png: not a readable image"),
-    "enhance_unreadable_video": (CAM, ["enhance", "bad.mkv"], "bad.mkv: not a readable video"),
-    "enhance_unsupported_type": (CAM, ["enhance", "notes.txt"], "unsupported file type '.txt'"),
-    "enhance_output_exists": (CAM, ["enhance", "in.png", "keep.png"], "keep.png already exists; add --force"),
-    "enhance_output_is_the_input": (CAM, ["enhance", "in.png", "in.png", "--force"], "is the input itself"),
-    "enhance_output_links_to_the_input": (CAM, ["enhance", "in.png", "link.png", "--force"], "is the input itself"),
-    "enhance_folder_into_itself": (CAM, ["enhance", "photos", "photos", "--force"], "is the input itself"),
-    "enhance_output_of_another_kind": (CAM, ["enhance", "in.png", "out.avi"], "must be an image like the input"),
-    "enhance_folder_without_images": (CAM, ["enhance", "empty"], "no images"),
-    "enhance_unknown_option": (CAM, ["enhance", "in.png", "--explode"], "unrecognized arguments: --explode"),
+    "enhance_input_missing": (CAM, "enhance missing.png", "input not found: missing.png"),
+    "enhance_unreadable_image": (CAM, "enhance bad.png", "bad.png: not a readable image"),
+    "enhance_truncated_image": (CAM, "enhance half.png", "half.png: not a readable image"),
+    "enhance_unreadable_video": (CAM, "enhance bad.mkv", "bad.mkv: not a readable video"),
+    "enhance_unsupported_type": (CAM, "enhance notes.txt", "unsupported file type '.txt'"),
+    "enhance_output_exists": (CAM, "enhance in.png keep.png", "keep.png already exists; add --force"),
+    "enhance_output_is_the_input": (CAM, "enhance in.png in.png --force", "is the input itself"),
+    "enhance_output_links_to_the_input": (CAM, "enhance in.png link.png --force", "is the input itself"),
+    "enhance_folder_into_itself": (CAM, "enhance photos photos --force", "is the input itself"),
+    "enhance_output_of_another_kind": (CAM, "enhance in.png out.avi", "must be an image like the input"),
+    "enhance_folder_without_images": (CAM, "enhance empty", "no images"),
+    "enhance_unknown_option": (CAM, "enhance in.png --explode", "unrecognized arguments: --explode"),
     "enhance_damaged_weights_keep_the_old_output": (
-        CAM, ["enhance", "in.png", "keep.png", "--force", "--weights", "damaged/weights.safetensors", "--backend", "torch"],
+        CAM, "enhance in.png keep.png --force --weights damaged/weights.safetensors --backend torch",
         "corrupt or unreadable weights file",
     ),
     # bench, doctor, tray
-    "bench_clip_missing": (CAM, ["bench", "--random", "smoke", "--clip", "missing.mkv"], "clip not found: missing.mkv"),
+    "bench_clip_missing": (CAM, "bench --random smoke --clip missing.mkv", "clip not found: missing.mkv"),
     "bench_clip_unreadable": (
-        CAM, ["bench", "--random", "smoke", "--backend", "torch", "--clip", "bad.mkv", "--runs", "1", "--frames", "1",
-              "--sizes", "64x48", "--threads", "1"],
+        CAM, "bench --random smoke --backend torch --clip bad.mkv --runs 1 --frames 1 --sizes 64x48 --threads 1",
         "bad.mkv: not a readable video",
     ),
     "bench_size_too_small_keeps_the_old_report": (
-        CAM, ["bench", "--random", "smoke", "--sizes", "8x8", "--json", "keep.json"], "frame size 8x8 is too small"
+        CAM, "bench --random smoke --sizes 8x8 --json keep.json", "frame size 8x8 is too small"
     ),
-    "bench_soak_not_positive": (CAM, ["bench", "--soak", "0"], "expected minutes > 0"),
-    "bench_weights_missing": (CAM, ["bench", "--weights", "none.safetensors", "--frames", "0"], "weights file not found"),
-    "doctor_unknown_option": (CAM, ["doctor", "--explode"], "unrecognized arguments: --explode"),
-    "tray_camera_file_missing": (CAM, ["tray", "--camera", "missing.mp4"], "missing.mp4"),
-    "tray_unknown_option": (CAM, ["tray", "--explode"], "unrecognized arguments: --explode"),
+    "bench_soak_not_positive": (CAM, "bench --soak 0", "expected minutes > 0"),
+    "bench_weights_missing": (CAM, "bench --weights none.safetensors --frames 0", "weights file not found"),
+    "doctor_unknown_option": (CAM, "doctor --explode", "unrecognized arguments: --explode"),
+    "tray_camera_file_missing": (CAM, "tray --camera missing.mp4", "missing.mp4"),
+    "tray_unknown_option": (CAM, "tray --explode", "unrecognized arguments: --explode"),
     # nasfe-train
-    "train_unknown_command": (TRAIN, ["explode"], "invalid choice: 'explode'"),
-    "degrade_input_missing": (TRAIN, ["degrade", "missing.png", "-o", "keep.png"], "no image file at missing.png"),
-    "degrade_input_unreadable": (TRAIN, ["degrade", "bad.png", "-o", "keep.png"], "cannot read bad.png as an image"),
-    "degrade_input_truncated": (TRAIN, ["degrade", "half.png", "-o", "keep.png"], "cannot read half.png as an image"),
-    "degrade_output_missing": (TRAIN, ["degrade", "in.png"], "-o/--output"),
-    "degrade_unknown_option": (TRAIN, ["degrade", "in.png", "-o", "x.png", "--explode"], "unrecognized arguments: --explode"),
+    "train_unknown_command": (TRAIN, "explode", "invalid choice: 'explode'"),
+    "degrade_input_missing": (TRAIN, "degrade missing.png -o keep.png", "no image file at missing.png"),
+    "degrade_input_unreadable": (TRAIN, "degrade bad.png -o keep.png", "cannot read bad.png as an image"),
+    "degrade_input_truncated": (TRAIN, "degrade half.png -o keep.png", "cannot read half.png as an image"),
+    "degrade_output_missing": (TRAIN, "degrade in.png", "-o/--output"),
+    "degrade_unknown_option": (TRAIN, "degrade in.png -o x.png --explode", "unrecognized arguments: --explode"),
     "export_weights_truncated": (
-        TRAIN, ["export", "--genotype", "engine/genotype.json", "--weights", "damaged/weights.safetensors", "-o", "keep.onnx"],
+        TRAIN, "export --genotype engine/genotype.json --weights damaged/weights.safetensors -o keep.onnx",
         "corrupt or unreadable weights file damaged/weights.safetensors",
     ),
     "export_genotype_missing": (
-        TRAIN, ["export", "--genotype", "none.json", "--weights", "engine/weights.safetensors", "-o", "keep.onnx"],
+        TRAIN, "export --genotype none.json --weights engine/weights.safetensors -o keep.onnx",
         "genotype file not found: none.json",
     ),
     "export_genotype_mismatch": (
-        TRAIN, ["export", "--genotype", "engine/other.json", "--weights", "engine/weights.safetensors", "-o", "keep.onnx"],
+        TRAIN, "export --genotype engine/other.json --weights engine/weights.safetensors -o keep.onnx",
         "saved for another genotype than engine/other.json",
     ),
-    "info_genotype_unreadable": (TRAIN, ["info", "--genotype", "bad.png"], "genotype file bad.png"),
-    "info_config_unknown": (TRAIN, ["info", "--config", "huge"], "unknown network config 'huge'"),
+    "info_genotype_unreadable": (TRAIN, "info --genotype bad.png", "genotype file bad.png"),
+    "info_config_unknown": (TRAIN, "info --config huge", "unknown network config 'huge'"),
     # nasfe-eval
-    "eval_unknown_command": (EVAL, ["explode"], "invalid choice: 'explode'"),
-    "verify_faces_missing": (EVAL, ["verify", "--faces", "nowhere"], "no index.csv in nowhere"),
-    "verify_recognizer_unknown": (EVAL, ["verify", "--recognizer", "vgg"], "invalid choice: 'vgg'"),
-    "eval_run_testsets_missing": (EVAL, ["run", "--testsets", "nowhere", "--out", "report"], "test-set directory not found: nowhere"),
-    "eval_run_out_missing": (EVAL, ["run", "--testsets", "nowhere"], "--out"),
-    "eval_run_unknown_option": (EVAL, ["run", "--testsets", "t", "--out", "r", "--explode"], "unrecognized arguments: --explode"),
+    "eval_unknown_command": (EVAL, "explode", "invalid choice: 'explode'"),
+    "verify_faces_missing": (EVAL, "verify --faces nowhere", "no index.csv in nowhere"),
+    "verify_recognizer_unknown": (EVAL, "verify --recognizer vgg", "invalid choice: 'vgg'"),
+    "eval_run_testsets_missing": (EVAL, "run --testsets nowhere --out report", "test-set directory not found: nowhere"),
+    "eval_run_out_missing": (EVAL, "run --testsets nowhere", "--out"),
+    "eval_run_unknown_option": (EVAL, "run --testsets t --out r --explode", "unrecognized arguments: --explode"),
 }
 
 
@@ -211,7 +212,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, workdir, capfd):
     program, argv, words = BAD_INPUT[case]
     before = snapshot(workdir)
     capfd.readouterr()
-    code = call(MAINS[program], argv)
+    code = call(MAINS[program], argv.split())
     err = capfd.readouterr().err
     assert code == 2, err
     lines = err.strip().splitlines()

@@ -7,13 +7,14 @@ pyvirtualcam ``Camera`` class); what is faked is the outside world: the camera (
 ``engine.build.save_fused``), the face detector where the geometry must be exact, and the virtual
 camera device (a backend registered with ``pyvirtualcam.register_backend``).
 
-| table | faults |
-|---|---|
-| ``STREAM_FAULTS`` | camera unplugged (and back, or for good), driver errors, odd pixel formats; engine raising, NaN, wrong output; detector raising; virtual camera failing mid-call |
-| ``FRAME_FAULTS`` | no face, too many faces, faces at the frame edge or mostly outside, tiny faces, degenerate landmarks, odd / portrait / 4K / tiny frames, black and saturated frames |
-| ``REAL_DETECTOR_FRAMES`` | the same frame sizes and black / saturated frames through MediaPipe |
-| ``ENGINE_FILE_FAULTS`` | missing, truncated, corrupt weights or genotype; genotype of another derive or config; identity prior that does not fit |
-| ``VCAM_FAULTS`` | virtual camera missing or busy, asked for explicitly or by default; no display for the preview |
+* ``STREAM_FAULTS``: camera unplugged (and back, or for good), driver errors, odd pixel formats;
+  engine raising, NaN, wrong output; detector raising; virtual camera failing mid-call.
+* ``FRAME_FAULTS``: no face, too many faces, faces at the frame edge or mostly outside, tiny faces,
+  degenerate landmarks, odd / portrait / 4K / tiny frames, black and saturated frames.
+* ``REAL_DETECTOR_FRAMES``: the same frame sizes and black / saturated frames through MediaPipe.
+* ``ENGINE_FILE_FAULTS``: missing, truncated, corrupt weights or genotype; genotype of another derive
+  or config; an identity prior that does not fit.
+* ``VCAM_FAULTS``: virtual camera missing or busy, asked for explicitly or by default; no display.
 
 The memory soak (a few thousand frames through the real pipeline) is at the end.
 """
@@ -237,7 +238,9 @@ def all_passed_through(frames: list[np.ndarray]) -> bool:
 
 STREAM_FAULTS: dict[str, StreamFault] = {
     "camera_unplugged_mid_stream_then_back": StreamFault(
-        devices=lambda: [ScriptedCamera(device_frame(10), 20), Unplugged(), Unplugged(), ScriptedCamera(device_frame(200))],
+        devices=lambda: [
+            ScriptedCamera(device_frame(10), 20), Unplugged(), Unplugged(), ScriptedCamera(device_frame(200))
+        ],
         until=lambda s, f: s["reconnects"] == 1 and marker(f[-1]) == 200 and s["frames_processed"] >= 40,
         # the gap was bridged by repeating the last frame; then fresh frames from the new device
         expect=lambda s, f: s["frames_repeated"] > 0 and {marker(x) for x in f} == {10, 200},
@@ -254,7 +257,9 @@ STREAM_FAULTS: dict[str, StreamFault] = {
         expect=lambda s, f: {marker(x) for x in f} == {10, 200},
     ),
     "camera_reopen_raises_then_works": StreamFault(
-        devices=lambda: [ScriptedCamera(device_frame(10), 20), OSError("device busy"), ScriptedCamera(device_frame(200))],
+        devices=lambda: [
+            ScriptedCamera(device_frame(10), 20), OSError("device busy"), ScriptedCamera(device_frame(200))
+        ],
         until=lambda s, f: s["reconnects"] == 1 and marker(f[-1]) == 200,
         expect=lambda s, f: {marker(x) for x in f} == {10, 200},
     ),
@@ -461,7 +466,8 @@ def test_frame_fault(fault):
         assert out is frame
     # nothing changes away from the enhanced faces (the largest four when there are more)
     enhanced_squares = sorted(case.faces, key=lambda sq: -sq[2])[: expected_batch]
-    assert np.array_equal(out[outside_squares(out.shape, enhanced_squares)], frame[outside_squares(out.shape, enhanced_squares)])
+    away = outside_squares(out.shape, enhanced_squares)
+    assert np.array_equal(out[away], frame[away])
     visible = case.visible if case.visible is not None else case.enhanced and case.fill == "texture"
     assert np.array_equal(out, frame) != visible  # the face changed where its mirror image differs
 
@@ -519,7 +525,9 @@ def engine_files(tmp_path_factory) -> Path:
     return folder
 
 
-def _copy_engine(src: Path, dst: Path, *, genotype: str | None = "genotype.json", weights: str = "weights.safetensors") -> Path:
+def _copy_engine(
+    src: Path, dst: Path, *, genotype: str | None = "genotype.json", weights: str = "weights.safetensors"
+) -> Path:
     dst.mkdir()
     shutil.copy(src / weights, dst / "weights.safetensors")
     if genotype is not None:
@@ -554,7 +562,9 @@ def _genotype_case(how: str) -> Callable[[Path, Path], tuple[list[str], Path]]:
     return build
 
 
-def _mismatch_case(genotype: str | None, weights: str = "weights.safetensors") -> Callable[[Path, Path], tuple[list[str], Path]]:
+def _mismatch_case(
+    genotype: str | None, weights: str = "weights.safetensors"
+) -> Callable[[Path, Path], tuple[list[str], Path]]:
     def build(src: Path, tmp: Path) -> tuple[list[str], Path]:
         path = _copy_engine(src, tmp / "engine", genotype=genotype, weights=weights)
         return ["--weights", str(path)], path
@@ -574,7 +584,9 @@ def _identity_case(content: Callable[[Path], None]) -> Callable[[Path, Path], tu
 
 # name: (files builder -> (extra argv, the file the error must name), words the error must contain)
 ENGINE_FILE_FAULTS: dict[str, tuple[Callable[[Path, Path], tuple[list[str], Path]], str]] = {
-    "weights_missing": (lambda src, tmp: (["--weights", str(tmp / "none.safetensors")], tmp / "none.safetensors"), "not found"),
+    "weights_missing": (
+        lambda src, tmp: (["--weights", str(tmp / "none.safetensors")], tmp / "none.safetensors"), "not found"
+    ),
     "weights_truncated": (_weights_case("truncated"), "corrupt or unreadable weights file"),
     "weights_corrupt": (_weights_case("corrupt"), "corrupt or unreadable weights file"),
     "weights_empty": (_weights_case("empty"), "corrupt or unreadable weights file"),
