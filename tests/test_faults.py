@@ -674,14 +674,6 @@ def test_a_real_backend_producing_nan_passes_the_frame_through(engine_files):
 # -- the virtual camera: missing or busy -----------------------------------------------------------
 
 
-class Doubled:
-    crop_size = 64
-    name = "test-double"
-
-    def enhance(self, crops, prior=None, identity=None):
-        return np.ascontiguousarray(crops[:, :, ::-1])
-
-
 # name: (pyvirtualcam backend or None, --output, expected exit code, words on stderr or stdout)
 VCAM_FAULTS: dict[str, tuple[type | None, str | None, int, tuple[str, ...]]] = {
     "vcam_missing_asked_for": (None, "vcam", 2, ("no virtual camera could be opened", "sudo modprobe v4l2loopback")),
@@ -696,7 +688,7 @@ VCAM_FAULTS: dict[str, tuple[type | None, str | None, int, tuple[str, ...]]] = {
 @pytest.mark.parametrize("fault", list(VCAM_FAULTS))
 def test_virtual_camera_fault(fault, vcam, isolated, monkeypatch, capfd):
     backend, output, code, words = VCAM_FAULTS[fault]
-    monkeypatch.setattr(facecam.commands.run, "load_engine", lambda backend, weights: Doubled())
+    monkeypatch.setattr(facecam.commands.run, "load_engine", lambda backend, weights: MirrorEngine())
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     if backend is not None:

@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 import torch
 
-import facecam.commands.run
 from engine.build import build_fused, build_supernet, save_fused
 from engine.errors import UserError
 from facecam.bench import load_clip
