@@ -45,7 +45,8 @@ class RunContext:
     out: Path
     runtime: Runtime
     resume: bool = False
-    _cache: dict = field(default_factory=dict, repr=False)
+    #: Objects built once per run and shared by the stages of one process (e.g. the reference table).
+    memo: dict = field(default_factory=dict, repr=False)
 
     @cached_property
     def net(self) -> NASFEConfig:

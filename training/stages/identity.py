@@ -23,8 +23,8 @@ __all__ = ["reference_table", "loss_references"]
 
 def reference_table(ctx: RunContext) -> ReferenceTable:
     """The face set's reference table, built once per face cache and crop size."""
-    if "refs" in ctx._cache:
-        return ctx._cache["refs"]
+    if "refs" in ctx.memo:
+        return ctx.memo["refs"]
     faces, rt = ctx.faces, ctx.runtime
     path = resolve_path(ctx.cfg.data.cache_dir) / f"refs_{faces.key}.safetensors"
     if rt.is_main and not path.is_file():
@@ -35,7 +35,7 @@ def reference_table(ctx: RunContext) -> ReferenceTable:
         tmp.replace(path)
     rt.barrier()
     tensors = load_file(str(path))
-    ctx._cache["refs"] = table = ReferenceTable(tensors["maps"], tensors["vectors"])
+    ctx.memo["refs"] = table = ReferenceTable(tensors["maps"], tensors["vectors"])
     return table
 
 

@@ -110,8 +110,8 @@ def run(ctx: RunContext) -> None:
         b = batches(i)
         identity, has = identity_inputs(b)
         with rt.autocast():
-            restored = net(b.degraded, None, identity, has_identity=has)
-            logits = model.classifier(b.degraded)
+            logits = model.classifier(b.degraded)  # one pass: BCE target and (detached) prior
+            restored = net(b.degraded, torch.sigmoid(logits).detach(), identity, has_identity=has)
         refs, mask = loss_references(priors, b, rt.device)
         parts = final_loss(restored.float(), b.clean, refs, mask)
         bce = F.binary_cross_entropy_with_logits(logits.float(), b.labels)
