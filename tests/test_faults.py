@@ -39,11 +39,12 @@ import facecam.commands.run
 from engine.align import TEMPLATE4
 from engine.build import build_fused, build_supernet, save_fused, save_weights
 from engine.configs import get_config
-from facecam.bench import fit_frame, load_clip, soak
+from facecam.bench import fit_frame, load_clip, release_free_heap, rss_mb, soak
 from facecam.cli import main
 from facecam.controls import PipelineControls
 from facecam.detect import Face, MediaPipeDetector
 from facecam.pipeline import FramePipeline
+from facecam.runner import CameraFilter
 from facecam.session import CameraSession, SessionOptions
 from facecam.stats import PipelineStats
 from facecam.tray.providers import Providers
@@ -789,3 +790,41 @@ def test_short_soak_memory_stays_flat(detector):
     assert healthy["frames"] > 500 and all(s["latency_p95_ms"] > 0 for s in healthy["samples"])
     assert abs(_mb_per_1000_frames(healthy)) < LEAK_BOUND_MB_PER_1000_FRAMES, healthy["samples"]
     assert _mb_per_1000_frames(leaky, skip=1) > 10 * LEAK_BOUND_MB_PER_1000_FRAMES, leaky["samples"]
+
+
+class RssSampler:
+    """A file-like (not live) sink that samples the process's RSS every ``every`` frames."""
+
+    live = False
+
+    def __init__(self, every: int) -> None:
+        self.every, self.frames, self.samples = every, 0, []
+
+    def send(self, frame_bgr, source_bgr):
+        self.frames += 1
+        if self.frames % self.every == 0:
+            release_free_heap()
+            self.samples.append({"frames": self.frames, "rss_mb": rss_mb()})
+
+    def close(self):
+        pass
+
+
+@pytest.mark.slow
+def test_short_soak_of_the_threaded_filter_memory_stays_flat():
+    """The running filter (capture thread, bounded queues, frame thread, sender) over 3000 frames of a
+    camera that never waits: RSS must not grow with the frame count either."""
+
+    class FastCamera(ScriptedCamera):
+        def read(self):
+            return True, self.image
+
+    sampler = RssSampler(every=250)
+    stats = PipelineStats()
+    capture = facecam.capture.Capture(0, opener=lambda s: FastCamera(device_frame(10, (120, 160))),
+                                      realtime=False, stats=stats)
+    pipeline = FramePipeline(MirrorEngine(32), detector=FixedDetector(face_in_square(40, 20, 60)), stats=stats)
+    with capture, pipeline, CameraFilter(capture, pipeline, [sampler], max_frames=3000) as running:
+        assert running.wait(300)
+    assert sampler.frames == 3000 and stats.value("frames_enhanced") == 3000
+    assert abs(_mb_per_1000_frames({"samples": sampler.samples})) < LEAK_BOUND_MB_PER_1000_FRAMES, sampler.samples
