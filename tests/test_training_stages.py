@@ -130,3 +130,24 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert "no run config 'nope'" in capsys.readouterr().err
     assert main(["search", "--config", "smoke", "--out", str(tmp_path / "w")]) == 2
     assert "run the pretrain stage first" in capsys.readouterr().err
+
+
+def test_search_collapse_freezes_architecture(tmp_path: Path, cache_dir: Path) -> None:
+    """A guard that sees collapse everywhere (limit below 0) must undo the first α step and freeze."""
+    from engine.build import build_supernet
+    from training.seeding import derive_seed, stream_id
+
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    tiny = ["--set", "pretrain.steps=1", "--set", "search.steps=3", "--set", "search.warmup=1",
+            "--set", "search.collapse.max_param_free=-0.01", "--set", "search.eval_every=0",
+            "--set", "search.log_every=1"]
+    assert main(["all", "--config", "smoke", "--until", "search", *tiny, *_args(out, cache_dir)]) == 0
+    report = json.loads((out / "search" / "collapse.json").read_text())
+    assert report["frozen_at"] == 2 and [e["action"] for e in report["events"]] == ["freeze"]
+    searched = load_file(str(out / "search" / "supernet.safetensors"))
+    initial = build_supernet("smoke", seed=derive_seed(0, stream_id("init-search")))
+    assert torch.equal(searched["fusion.alpha"], initial.fusion.alpha.detach())
+    with (out / "search" / "log.csv").open() as f:
+        shares = [r["free_share"] for r in csv.DictReader(f)]
+    assert shares[0] == "" and shares[1] != "" and shares[2] == ""  # warm-up, one α step, frozen
