@@ -73,8 +73,9 @@ def test_denoisers_remove_camera_noise(crops, method):
     # Test-N's noise: Poisson-Gaussian on the Bayer mosaic, demosaiced (spatially correlated).
     clean = crops[:2]
     g = torch.Generator().manual_seed(0)
-    noisy = [tensor_to_crops(degrade_conditions(crops_to_tensor(c[None]), [Condition(sigma_s=0.1, sigma_c=0.1)],
-                                                table4_kernels(), g))[0] for c in clean]
+    test_n = [Condition(sigma_s=0.1, sigma_c=0.1)]
+    noisy = [tensor_to_crops(degrade_conditions(crops_to_tensor(c[None]), test_n, table4_kernels(), g))[0]
+             for c in clean]
     assert noise_sigma(noisy[0]) > 3 * noise_sigma(clean[0])
     assert _gain(method, clean, noisy) > 1.5
 

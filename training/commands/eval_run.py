@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
                            key=lambda s: (SOURCES.index(s) if s in SOURCES else len(SOURCES), s)))
     for s in sorted(wanted):
         if s not in present_sets:
-            raise UserError(f"{s} is not in {args.testsets / 'manifest.csv'} (has: {', '.join(sorted(present_sets))})")
+            raise UserError(f"{s} is not in {args.testsets / 'manifest.csv'} "
+                            f"(has: {', '.join(sorted(present_sets))})")
     for s in sources:
         if s not in present_sources:
             raise UserError(f"source {s!r} is not in {args.testsets / 'manifest.csv'} "

@@ -105,7 +105,9 @@ def _bm3d(degraded: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
     return _to_uint8(bm3d.bm3d_rgb(degraded.astype(np.float64) / 255.0, sigma))
 
 
-def richardson_lucy_deconvolve(degraded: np.ndarray, kernel: np.ndarray, iterations: int | None = None) -> np.ndarray:
+def richardson_lucy_deconvolve(
+    degraded: np.ndarray, kernel: np.ndarray, iterations: int | None = None
+) -> np.ndarray:
     """Non-blind Richardson-Lucy deconvolution with a known kernel and unknown borders.
 
     The crop is the *valid* part of ``k * x`` for a larger scene ``x`` (pixels beyond the crop blur

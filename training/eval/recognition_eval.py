@@ -27,7 +27,9 @@ __all__ = ["Embedder", "Gallery", "IdentificationResult", "identify", "mobilefac
 Embedder = Callable[[np.ndarray], np.ndarray]
 
 
-def mobilefacenet_embedder(weights: Path | None = None, batch_size: int = 32, device: str = "cpu") -> Embedder:
+def mobilefacenet_embedder(
+    weights: Path | None = None, batch_size: int = 32, device: str = "cpu"
+) -> Embedder:
     """The evaluation recogniser (MobileFaceNet, ArcFace-trained, 192-D) as an :data:`Embedder`.
 
     Args:

@@ -78,10 +78,9 @@ def _quality_section(results: dict[str, Any], set_name: str) -> list[str]:
             row.append(format_pair(c["psnr"], c["ssim"], (2, 3)) if c and c["n"] else "—")
         rows.append(row)
     lines += [f"Ours, {set_name}:", "", *_table(header, rows)]
-    subsets = [
-        f"{m['label']}: n = {', '.join(str(per_source[s].get(m['name'], {}).get('n', 0)) for s in per_source)}"
-        for m in methods if m.get("subset")
-    ]
+    counts = {m["name"]: ", ".join(str(c.get(m["name"], {}).get("n", 0)) for c in per_source.values())
+              for m in methods}
+    subsets = [f"{m['label']}: n = {counts[m['name']]}" for m in methods if m.get("subset")]
     if subsets:
         lines += ["Run on a subset (per source, in order): " + "; ".join(subsets) + ".", ""]
     paper = PAPER_QUALITY.get(set_name)
