@@ -79,7 +79,7 @@ class NASFEConfig:
     #: Channels per fusion level (level k at half the resolution of level k-1).
     fusion_channels: tuple[int, ...] = (32, 64)
     #: Fusion layers (cells on the searched path) and blocks per cell.
-    layers: int = 5
+    layers: int = 4
     blocks: int = 3
     #: Operator search space, in the column order of the architecture weights alpha.
     ops: tuple[str, ...] = RT_OPS
