@@ -11,6 +11,8 @@ Registered names (registration order is the default column order of the architec
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -137,16 +139,21 @@ class ResidualOp(nn.Module):
 class DeveilOp(nn.Module):
     """Deveiling operator (fig. 4c, eq. 3): a mask ``A`` learned from the features, output ``A * x``.
 
-    ``A = softplus(conv2(relu(conv1(relu(x)))))`` is non-negative and unbounded above, as the
-    paper's ``A = (y - n) / (r y)`` which brightens (``A > 1``) under low light.
+    The paper's ``A = (y - n) / (r y)`` brightens (``A > 1``) under low light. Here
+    ``A = MAX_GAIN * sigmoid(z - log(MAX_GAIN - 1))`` with ``z = conv2(relu(conv1(relu(x))))``:
+    positive, 1 at ``z = 0`` (an untrained op passes features through) and bounded by ``MAX_GAIN``,
+    because an unbounded mask let chained deveil ops of a freshly derived network overflow to inf.
     """
+
+    MAX_GAIN = 4.0
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.mask = nn.Sequential(ReLUConvBN(channels, channels, 3), ReLUConvBN(channels, channels, 3))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.softplus(self.mask(x)) * x
+        z = self.mask(x) - math.log(self.MAX_GAIN - 1.0)
+        return self.MAX_GAIN * torch.sigmoid(z) * x
 
 
 class FFTOp(nn.Module):
