@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.configs import NASFEConfig
 
-__all__ = ["GraphInputs", "CropEnhancer", "to_uint8_nhwc"]
+__all__ = ["GraphInputs", "CropEnhancer", "NonFiniteOutputError", "to_uint8_nhwc"]
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,20 @@ class GraphInputs:
         }
 
 
+class NonFiniteOutputError(FloatingPointError):
+    """The network produced NaN or inf: the caller passes the frame through instead of showing it."""
+
+
 def to_uint8_nhwc(restored: np.ndarray) -> np.ndarray:
-    """``(N, 3, S, S)`` float RGB, nominally [0, 1] -> ``(N, S, S, 3)`` uint8 RGB (clipped, rounded)."""
-    out = np.clip(np.asarray(restored, np.float32) * 255.0, 0.0, 255.0)
+    """``(N, 3, S, S)`` float RGB, nominally [0, 1] -> ``(N, S, S, 3)`` uint8 RGB (clipped, rounded).
+
+    Raises:
+        NonFiniteOutputError: any NaN or inf (a cast would silently turn it into a black face).
+    """
+    restored = np.asarray(restored, np.float32)
+    if not np.isfinite(restored).all():
+        raise NonFiniteOutputError("engine output contains NaN or inf")
+    out = np.clip(restored * 255.0, 0.0, 255.0)
     return np.ascontiguousarray(np.rint(out).astype(np.uint8).transpose(0, 2, 3, 1))
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from engine.fused import NASFENet
-from engine.runtime.base import CropEnhancer, GraphInputs
+from engine.runtime.base import CropEnhancer, GraphInputs, NonFiniteOutputError
 from engine.runtime.graph import InferenceGraph
 
 __all__ = ["TorchEnhancer", "DEFAULT_BUCKETS", "to_uint8_nhwc_tensor"]
@@ -26,16 +26,19 @@ __all__ = ["TorchEnhancer", "DEFAULT_BUCKETS", "to_uint8_nhwc_tensor"]
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 4)
 
 
-def to_uint8_nhwc_tensor(restored: Tensor) -> Tensor:
+def to_uint8_nhwc_tensor(restored: Tensor) -> tuple[Tensor, Tensor]:
     """``(N, 3, S, S)`` float RGB, nominally [0, 1] -> ``(N, S, S, 3)`` uint8 (clipped, rounded half
-    to even like :func:`engine.runtime.base.to_uint8_nhwc`), on the same device."""
-    return restored.float().mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)
+    to even like :func:`engine.runtime.base.to_uint8_nhwc`), on the same device, plus an ``(N,)``
+    bool that is False where a crop held NaN or inf (checked on the host, after a CUDA graph)."""
+    restored = restored.float()
+    finite = torch.isfinite(restored).flatten(1).all(dim=1)
+    return restored.mul(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1), finite
 
 
 class _Captured:
     """One CUDA graph of the whole uint8-in/uint8-out computation for a fixed batch size."""
 
-    def __init__(self, run: Callable[[dict[str, Tensor]], Tensor], static: dict[str, Tensor]) -> None:
+    def __init__(self, run: Callable[[dict[str, Tensor]], tuple[Tensor, Tensor]], static: dict[str, Tensor]) -> None:
         self.static = static
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -47,13 +50,13 @@ class _Captured:
         with torch.cuda.graph(self.graph):
             self.output = run(static)
 
-    def __call__(self, tensors: dict[str, Tensor]) -> Tensor:
+    def __call__(self, tensors: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Run on ``tensors`` (any device, at most the captured batch); returns the first n outputs."""
         n = len(tensors["crops"])
         for name, value in tensors.items():
             self.static[name][: len(value)].copy_(value)
         self.graph.replay()
-        return self.output[:n]
+        return self.output[0][:n], self.output[1][:n]
 
 
 class TorchEnhancer(CropEnhancer):
@@ -115,8 +118,8 @@ class TorchEnhancer(CropEnhancer):
             "has_identity": torch.zeros(batch, device=dev),
         }
 
-    def _compute(self, t: dict[str, Tensor]) -> Tensor:
-        """uint8 NHWC crops + masks on the device -> uint8 NHWC restored crops on the device."""
+    def _compute(self, t: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """uint8 NHWC crops + masks on the device -> uint8 NHWC restored crops and finite flags."""
         x = t["crops"].permute(0, 3, 1, 2).float().mul_(1.0 / 255.0)
         x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         # No autocast weight cache: cached casts made during CUDA graph capture would be stale.
@@ -126,16 +129,16 @@ class TorchEnhancer(CropEnhancer):
 
     def _run(self, inputs: GraphInputs) -> np.ndarray:
         tensors = {
-            "crops": torch.from_numpy(inputs.crops),
-            "prior": torch.from_numpy(inputs.prior),
-            "has_prior": torch.from_numpy(inputs.has_prior),
-            "identity": torch.from_numpy(inputs.identity),
-            "has_identity": torch.from_numpy(inputs.has_identity),
+            # torch refuses to wrap read-only arrays silently; np.require copies only those
+            name: torch.from_numpy(np.require(getattr(inputs, name), requirements="W"))
+            for name in ("crops", "prior", "has_prior", "identity", "has_identity")
         }
         with torch.no_grad():
             if self._captured:  # host tensors are copied straight into the graph's static inputs
                 bucket = next(b for b in self.buckets if b >= len(inputs))
-                out = self._captured[bucket](tensors)
+                out, finite = self._captured[bucket](tensors)
             else:
-                out = self._compute({k: v.to(self.device) for k, v in tensors.items()})
+                out, finite = self._compute({k: v.to(self.device) for k, v in tensors.items()})
+            if not bool(finite.all()):
+                raise NonFiniteOutputError("engine output contains NaN or inf")
             return np.ascontiguousarray(out.cpu().numpy())
