@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from engine.fused import NASFENet
-from engine.runtime.base import CropEnhancer, GraphInputs
+from engine.runtime.base import CropEnhancer, GraphInputs, NonFiniteOutputError
 from engine.runtime.cache import ArtifactCache, network_digest
 from engine.runtime.graph import GRAPH_VERSION, INPUT_NAMES, InferenceGraph, example_graph_inputs
 from engine.runtime.torch_backend import DEFAULT_BUCKETS, to_uint8_nhwc_tensor
@@ -141,4 +141,7 @@ class TensorRTEnhancer(CropEnhancer):
         tensors = [torch.from_numpy(arrays[name]).to(self.device) for name in INPUT_NAMES]
         with torch.no_grad():
             y = self.engines[bucket](*tensors)[:n]
-        return np.ascontiguousarray(to_uint8_nhwc_tensor(y).cpu().numpy())
+        out, finite = to_uint8_nhwc_tensor(y)
+        if not bool(finite.all()):
+            raise NonFiniteOutputError("engine output contains NaN or inf")
+        return np.ascontiguousarray(out.cpu().numpy())

@@ -97,11 +97,25 @@ def check_identity(enhancer: Enhancer, controls: PipelineControls, path: Path | 
         logging.getLogger("facecam").warning("checking the identity prior with the engine failed: %s", exc)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now, so a replaced or closed stderr is never kept."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:  # StreamHandler.__init__ assigns it; ignore
+        pass
+
+
 def setup_logging() -> None:
-    """Warnings from the filter go to stderr as ``nasfe-cam: message`` lines."""
-    logger = logging.getLogger("facecam")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("nasfe-cam: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    """Filter messages and engine warnings (a backend skipped by ``auto``) go to stderr as
+    ``nasfe-cam: ...``; the chosen backend is named in the command's own start line."""
+    for name, level in (("facecam", logging.INFO), ("engine", logging.WARNING)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("nasfe-cam: %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(level)
