@@ -22,19 +22,18 @@ ch) -> 4 (level1) -> 2 (level0).
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 from engine.align import CROP_SIZE, TEMPLATE4
 from engine.errors import UserError
 from engine.recognition.warp import CropWarp
+from engine.recognition.weights import load_frozen
 
 __all__ = [
     "DLIB_CHIP_SIZE",
@@ -196,23 +195,10 @@ class DlibCropFeatures(nn.Module):
         return self.recognizer(self.warp(crops))
 
 
-@functools.lru_cache(maxsize=4)
-def _load_state(path: str) -> dict[str, torch.Tensor]:
-    return load_file(path)
-
-
 def load_dlib_resnet(path: str | Path = DLIB_WEIGHTS, device: str | torch.device = "cpu") -> DlibResNet:
     """Build :class:`DlibResNet` with converted weights, frozen (no grads on parameters), eval mode.
 
     Raises:
         UserError: the weights file is missing or does not fit the architecture.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"dlib ResNet weights not found: {path} (run python -m engine.recognition.convert)")
-    net = DlibResNet()
-    try:
-        net.load_state_dict(_load_state(str(path)))
-    except RuntimeError as exc:
-        raise UserError(f"{path} does not hold dlib ResNet weights: {str(exc).splitlines()[0]}") from exc
-    return net.requires_grad_(False).eval().to(device)
+    return load_frozen(DlibResNet(), path, "dlib ResNet", device)

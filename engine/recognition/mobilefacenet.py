@@ -18,19 +18,18 @@ Input: 112x112 ArcFace-aligned RGB, normalised as ``(x - 127.5) / 128`` on 0..25
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 from engine.align import CROP_SIZE, TEMPLATE4
 from engine.errors import UserError
 from engine.recognition.warp import CropWarp
+from engine.recognition.weights import load_frozen
 
 __all__ = [
     "ARCFACE_SIZE",
@@ -145,23 +144,10 @@ class MobileFaceNet(nn.Module):
         return CropWarp(TEMPLATE4, crop_size, ARCFACE_TEMPLATE4, ARCFACE_SIZE)
 
 
-@functools.lru_cache(maxsize=4)
-def _load_state(path: str) -> dict[str, torch.Tensor]:
-    return load_file(path)
-
-
 def load_mobilefacenet(path: str | Path = MOBILEFACENET_WEIGHTS, device: str | torch.device = "cpu") -> MobileFaceNet:
     """Build :class:`MobileFaceNet` with converted weights, frozen, eval mode.
 
     Raises:
         UserError: the weights file is missing or does not fit the architecture.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"MobileFaceNet weights not found: {path} (run python -m engine.recognition.convert)")
-    net = MobileFaceNet()
-    try:
-        net.load_state_dict(_load_state(str(path)))
-    except RuntimeError as exc:
-        raise UserError(f"{path} does not hold MobileFaceNet weights: {str(exc).splitlines()[0]}") from exc
-    return net.requires_grad_(False).eval().to(device)
+    return load_frozen(MobileFaceNet(), path, "MobileFaceNet", device)
