@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.align import CROP_SIZE, TEMPLATE4
-from engine.errors import UserError
 from engine.recognition.warp import CropWarp
 from engine.recognition.weights import load_frozen
 
