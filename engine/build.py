@@ -11,7 +11,6 @@ Typical flows::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 

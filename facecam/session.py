@@ -13,7 +13,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from engine.enhancer import Enhancer
 from facecam.capture import Capture, CaptureError, is_live, parse_source
