@@ -183,6 +183,11 @@ BAD_INPUT: dict[str, tuple[str, str, str]] = {
     "degrade_input_truncated": (TRAIN, "degrade half.png -o keep.png", "cannot read half.png as an image"),
     "degrade_output_missing": (TRAIN, "degrade in.png", "-o/--output"),
     "degrade_unknown_option": (TRAIN, "degrade in.png -o x.png --explode", "unrecognized arguments: --explode"),
+    "degrade_output_is_the_input": (TRAIN, "degrade in.png -o in.png", "-o in.png is the input image"),
+    "export_output_is_the_weights": (
+        TRAIN, "export --genotype engine/genotype.json --weights engine/weights.safetensors --format onnx "
+        "-o engine/weights.safetensors", "would overwrite the network's own files",
+    ),
     "export_weights_truncated": (
         TRAIN, "export --genotype engine/genotype.json --weights damaged/weights.safetensors -o keep.onnx",
         "corrupt or unreadable weights file damaged/weights.safetensors",

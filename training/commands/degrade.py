@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -27,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.output).resolve() == Path(args.image).resolve():
+        raise UserError(f"-o {args.output} is the input image; choose another output")
     chosen = (args.blur, args.noise, args.lowlight)
     if not any(chosen):
         chosen = (True, True, True)

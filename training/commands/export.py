@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from engine.errors import UserError
 from engine.build import load_fused
 from engine.configs import list_configs
 
@@ -29,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.export import export_onnx  # imports onnx/onnxscript only when exporting
 
+    if Path(args.output).resolve() in {Path(args.weights).resolve(), Path(args.genotype).resolve()}:
+        raise UserError(f"-o {args.output} would overwrite the network's own files")
     net = load_fused(args.genotype, args.weights, args.config)
     report = export_onnx(net, args.output, opset=args.opset, verify=not args.no_verify, tolerance=args.tolerance)
     check = "not verified" if args.no_verify else f"onnxruntime max |diff| {report.max_abs_diff:.2e}"
