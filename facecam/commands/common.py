@@ -40,7 +40,15 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--identity", type=Path, metavar="FILE.npy",
         help="identity prior of the enrolled user, a (C, h, w) float array saved with numpy.save",
     )
-    parser.add_argument("--backend", default="auto", help="inference backend for the engine (default auto)")
+    add_backend_arguments(parser)
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--weights`` (the tray has no per-frame options)."""
+    parser.add_argument(
+        "--backend", default="auto", metavar="NAME",
+        help="inference backend: auto (default), tensorrt, cuda, openvino, onnxruntime or torch",
+    )
     parser.add_argument("--weights", type=Path, help="engine weights file (default: the shipped model)")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine.errors import UserError
 from facecam.capture import is_live, parse_source
-from facecam.commands.common import setup_logging
+from facecam.commands.common import add_backend_arguments, setup_logging
 from facecam.sinks import has_display
 from facecam.tray.devices import AUTO, SAMPLE
 
@@ -47,8 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--preview", action="store_true", help="open the before|after preview window at start")
     parser.add_argument("--window", action="store_true", help="use the control window even if a system tray exists")
-    parser.add_argument("--backend", default="auto", help="inference backend for the engine (default auto)")
-    parser.add_argument("--weights", type=Path, help="engine weights file (default: the shipped model)")
+    add_backend_arguments(parser)
 
 
 def _probe_qt() -> None:
