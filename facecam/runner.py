@@ -86,6 +86,7 @@ class CameraFilter:
             on_drop=lambda n: self.stats.count("dropped_frames", n),
         )
         self._stop = threading.Event()
+        self._final: _Output | None = None  # the last processed frame, always sent at the end
         self._finished = threading.Event()
         self._threads: list[threading.Thread] = []
         self._throttle = WarningThrottle(log)
@@ -153,7 +154,8 @@ class CameraFilter:
                 if item is END_OF_STREAM:
                     break
                 result = self.pipeline.process(item.image_bgr, item.t_s)
-                if not self._out.put(_Output(result.image_bgr, item.image_bgr), stop=self._stop):
+                self._final = _Output(result.image_bgr, item.image_bgr)
+                if not self._out.put(self._final, stop=self._stop):
                     break
                 processed += 1
                 if self.max_frames is not None and processed >= self.max_frames:
@@ -185,7 +187,9 @@ class CameraFilter:
         last: _Output | None = None
         while not self._stop.is_set():
             item = self._out.get_latest()
-            if item is END_OF_STREAM:
+            if item is END_OF_STREAM:  # the newest frame may have been superseded by the end marker
+                if self._final is not None and self._final is not last:
+                    self._deliver(self._final, fresh=True)
                 return
             if item is not None:
                 last = item

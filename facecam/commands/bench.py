@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 from engine.errors import UserError
 from facecam.files import atomic_path
+from facecam.commands.common import setup_logging
 
 NAME = "bench"
 HELP = (
@@ -77,22 +77,13 @@ def _network(args: argparse.Namespace):
         raise
 
 
-def _setup_logging() -> None:
-    logger = logging.getLogger("engine.runtime")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("nasfe-cam: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.runtime import BACKENDS, backend_status
     from facecam.bench import SAMPLE_CLIP, fit_frame, load_clip, parse_size, plot_soak, run_benchmark, soak, summary_lines
 
-    _setup_logging()
+    setup_logging(engine_level=logging.INFO)
     if args.threads == 0:
         raise UserError("--threads must be >= 1")
     if args.runs == 0:

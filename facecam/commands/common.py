@@ -117,13 +117,16 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging() -> None:
-    """Filter messages and engine warnings (a backend skipped by ``auto``) go to stderr as
-    ``nasfe-cam: ...``; the chosen backend is named in the command's own start line."""
-    for name, level in (("facecam", logging.INFO), ("engine", logging.WARNING)):
+def setup_logging(engine_level: int = logging.WARNING) -> None:
+    """Filter messages and engine messages at ``engine_level`` go to stderr as ``nasfe-cam: ...``.
+
+    Commands name the chosen backend in their own start line, so the engine's INFO line (which
+    backend ``auto`` picked) is shown only where a command asks for it (``bench``).
+    """
+    for name, level in (("facecam", logging.INFO), ("engine", engine_level)):
         logger = logging.getLogger(name)
+        logger.setLevel(level)
         if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
             handler = _StderrHandler()
             handler.setFormatter(logging.Formatter("nasfe-cam: %(message)s"))
             logger.addHandler(handler)
-            logger.setLevel(level)
