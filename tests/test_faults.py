@@ -767,6 +767,8 @@ class LeakyPipeline(FramePipeline):
 
 
 #: RSS growth that counts as a leak, in MB per 1000 frames; a 160x120 frame kept per frame is 57.
+#: Only growth counts: the heap that earlier tests in the same process leave behind can be handed
+#: back to the OS during a soak, which reads as a negative slope and is not a leak.
 LEAK_BOUND_MB_PER_1000_FRAMES = 2.0
 
 
@@ -782,7 +784,7 @@ def test_short_soak_memory_stays_flat(detector):
     leaky = soak(MirrorEngine(32), frames, 0.05, samples=6,
                  pipeline_factory=lambda e: LeakyPipeline(e, detector=detector))
     assert healthy["frames"] > 500 and all(s["latency_p95_ms"] > 0 for s in healthy["samples"])
-    assert abs(_mb_per_1000_frames(healthy)) < LEAK_BOUND_MB_PER_1000_FRAMES, healthy["samples"]
+    assert _mb_per_1000_frames(healthy) < LEAK_BOUND_MB_PER_1000_FRAMES, healthy["samples"]
     assert _mb_per_1000_frames(leaky, skip=1) > 10 * LEAK_BOUND_MB_PER_1000_FRAMES, leaky["samples"]
 
 
@@ -821,4 +823,4 @@ def test_short_soak_of_the_threaded_filter_memory_stays_flat():
     with capture, pipeline, CameraFilter(capture, pipeline, [sampler], max_frames=3000) as running:
         assert running.wait(300)
     assert sampler.frames == 3000 and stats.value("frames_enhanced") == 3000
-    assert abs(_mb_per_1000_frames({"samples": sampler.samples})) < LEAK_BOUND_MB_PER_1000_FRAMES, sampler.samples
+    assert _mb_per_1000_frames({"samples": sampler.samples}) < LEAK_BOUND_MB_PER_1000_FRAMES, sampler.samples
