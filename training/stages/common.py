@@ -9,7 +9,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from training.batches import Batch
+from training.batches import Batch, degradation_config, fixed_batch
+from training.data import ReferencePicker
 from training.loop import LoopSettings
 from training.run_config import StageConfig
 from training.seeding import derive_seed, stream_id
@@ -102,3 +103,12 @@ def recalibrate_batch_norm(model: nn.Module, batches: Iterable[Batch]) -> None:
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)
+
+
+def mixed_validation_batch(ctx: RunContext, cfg: StageConfig, val_idx, priors) -> Batch:
+    """The fixed validation batch of search and retrain: held-out faces, mixed degradations and
+    identity references of the same held-out people (same seed, so both stages score alike)."""
+    data = ctx.cfg.data
+    refs = ReferencePicker(ctx.faces.identity, val_idx)
+    return fixed_batch(ctx.faces, val_idx, val_count(ctx, cfg), ctx.cfg.seed, "val-mixed",
+                       degradation_config(data), ctx.runtime.device, refs, data.n_refs, priors)

@@ -24,7 +24,7 @@ from engine.build import build_fused, build_supernet, derive_fused, save_fused
 from engine.errors import UserError
 from engine.genotype import Genotype
 from engine.recognition import DlibCropFeatures, load_dlib_resnet
-from training.batches import BatchMaker, degradation_config, fixed_batch
+from training.batches import BatchMaker, degradation_config
 from training.checkpoint import load_weights
 from training.data import ReferencePicker
 from training.loop import StageLoop
@@ -35,10 +35,10 @@ from training.stages.common import (
     cosine_lr,
     identity_inputs,
     loop_settings,
+    mixed_validation_batch,
     psnr,
     recalibrate_batch_norm,
     set_lr,
-    val_count,
 )
 from training.stages.context import RunContext
 from training.stages.identity import loss_references, reference_table
@@ -125,9 +125,7 @@ def run(ctx: RunContext) -> None:
 
     val = None
     if rt.is_main:
-        vrefs = ReferencePicker(ctx.faces.identity, val_idx)
-        val = fixed_batch(ctx.faces, val_idx, val_count(ctx, cfg), seed, "val-mixed",
-                          degradation_config(data), rt.device, vrefs, data.n_refs, priors)
+        val = mixed_validation_batch(ctx, cfg, val_idx, priors)
 
     @torch.no_grad()
     def evaluate(i: int) -> dict[str, float]:

@@ -24,14 +24,14 @@ from tqdm import tqdm
 
 from engine.build import build_supernet
 from engine.errors import UserError
-from training.batches import BatchMaker, degradation_config, fixed_batch
+from training.batches import BatchMaker, degradation_config
 from training.checkpoint import load_weights, save_weights, write_json
 from training.collapse import collapse_report
 from training.data import ReferencePicker
 from training.loop import StageLoop
 from training.seeding import derive_seed, make_generator, stream_id
 from training.stages import pretrain
-from training.stages.common import identity_inputs, loop_settings, psnr, val_count
+from training.stages.common import identity_inputs, loop_settings, mixed_validation_batch, psnr
 from training.stages.context import RunContext
 from training.stages.identity import reference_table
 
@@ -127,9 +127,7 @@ def run(ctx: RunContext) -> None:
 
     val = None
     if rt.is_main:
-        vrefs = ReferencePicker(ctx.faces.identity, val_idx)
-        val = fixed_batch(ctx.faces, val_idx, val_count(ctx, cfg), seed, "val-mixed",
-                          degradation_config(data), rt.device, vrefs, data.n_refs, priors)
+        val = mixed_validation_batch(ctx, cfg, val_idx, priors)
 
     @torch.no_grad()
     def evaluate(i: int) -> dict[str, float]:
