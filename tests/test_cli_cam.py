@@ -109,12 +109,19 @@ def count_frames(path: Path) -> int:
 # -- run ----------------------------------------------------------------------------------------
 
 
-def test_run_sends_every_frame_to_the_virtual_camera(fake_vcam):
-    assert call(["run", "--input", str(SAMPLE), "--output", "vcam", "--frames", "12", "--simulate", "bnl"]) == 0
+def test_run_streams_to_the_virtual_camera(fake_vcam):
+    argv = ["run", "--input", str(SAMPLE), "--output", "vcam", "--frames", "12", "--simulate", "bnl"]
+    assert call([*argv, "--stats-json", "stats.json"]) == 0
     (cam,) = fake_vcam
     assert cam.closed and (cam.width, cam.height) == (640, 480)
     assert cam.fourcc == pyvirtualcam.util.encode_fourcc(pyvirtualcam.PixelFormat.BGR.value)
-    assert len(cam.frames) >= 12 and all(f.size == 640 * 480 * 3 for f in cam.frames)
+    assert all(f.size == 640 * 480 * 3 for f in cam.frames)
+    # Paced like a camera: the clip's clock and the sender's beat drift, so a frame may be superseded
+    # before its tick (dropped) or repeated; every tick reaches the camera and no frame goes missing.
+    stats = json.loads(Path("stats.json").read_text())
+    assert stats["frames_processed"] == 12
+    assert len(cam.frames) == stats["frames_sent"] + stats["frames_repeated"]
+    assert stats["frames_sent"] + stats["dropped_frames"] >= 12
 
 
 def test_embedded_default_without_webcam_or_virtual_camera(tmp_path, capsys):
