@@ -25,7 +25,6 @@ import torch
 import facecam.commands.enhance
 import facecam.commands.run
 import facecam.files
-from engine.build import build_fused, build_supernet, save_fused
 from facecam.cli import main as cam_main
 from facecam.commands.common import load_engine
 from facecam.pipeline import FramePipeline
@@ -50,17 +49,6 @@ class Mirror:
 
 def _engine(backend: str, weights: Path | None):
     return load_engine(backend, weights) if weights is not None else Mirror()
-
-
-@pytest.fixture(scope="module")
-def smoke_engine(tmp_path_factory) -> Path:
-    """A random-weight smoke network (genotype.json + weights.safetensors) and a second genotype."""
-    folder = tmp_path_factory.mktemp("smoke")
-    genotype = build_supernet("smoke", seed=1).derive()
-    genotype.save(folder / "genotype.json")
-    save_fused(build_fused(genotype, seed=1).eval(), folder / "weights.safetensors")
-    build_supernet("smoke", seed=3).derive().save(folder / "other.json")
-    return folder
 
 
 @pytest.fixture

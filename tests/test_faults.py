@@ -37,8 +37,9 @@ import torch
 import facecam.capture
 import facecam.commands.run
 from engine.align import TEMPLATE4
-from engine.build import build_fused, build_supernet, save_fused, save_weights
+from engine.build import build_fused, build_supernet, save_weights
 from engine.configs import get_config
+from engine.genotype import Genotype
 from facecam.bench import fit_frame, load_clip, release_free_heap, rss_mb, soak
 from facecam.cli import main
 from facecam.controls import PipelineControls
@@ -237,6 +238,17 @@ def all_passed_through(frames: list[np.ndarray]) -> bool:
     return bool(frames) and all(np.array_equal(f, device_frame(marker(f))) for f in frames)
 
 
+def engine_fails_on_every_frame(engine: Callable[[], MirrorEngine]) -> StreamFault:
+    """Every frame of a steady camera must pass through untouched, with one warning."""
+    return StreamFault(
+        devices=lambda: [ScriptedCamera(device_frame(10))],
+        engine=engine,
+        until=lambda s, f: s["frames_processed"] >= 30,
+        expect=lambda s, f: s["enhance_errors"] == s["frames_processed"] and all_passed_through(f),
+        passthrough_warnings=1,
+    )
+
+
 STREAM_FAULTS: dict[str, StreamFault] = {
     "camera_unplugged_mid_stream_then_back": StreamFault(
         devices=lambda: [
@@ -279,27 +291,9 @@ STREAM_FAULTS: dict[str, StreamFault] = {
         until=lambda s, f: s["frames_processed"] >= 30,
         expect=lambda s, f: s["frames_enhanced"] == s["frames_processed"] and marker(f[-1]) == 10,
     ),
-    "engine_raises": StreamFault(
-        devices=lambda: [ScriptedCamera(device_frame(10))],
-        engine=RaisingEngine,
-        until=lambda s, f: s["frames_processed"] >= 30,
-        expect=lambda s, f: s["enhance_errors"] == s["frames_processed"] and all_passed_through(f),
-        passthrough_warnings=1,
-    ),
-    "engine_returns_nan": StreamFault(
-        devices=lambda: [ScriptedCamera(device_frame(10))],
-        engine=NaNEngine,
-        until=lambda s, f: s["frames_processed"] >= 30,
-        expect=lambda s, f: s["enhance_errors"] == s["frames_processed"] and all_passed_through(f),
-        passthrough_warnings=1,
-    ),
-    "engine_returns_wrong_shape": StreamFault(
-        devices=lambda: [ScriptedCamera(device_frame(10))],
-        engine=WrongShapeEngine,
-        until=lambda s, f: s["frames_processed"] >= 30,
-        expect=lambda s, f: s["enhance_errors"] == s["frames_processed"] and all_passed_through(f),
-        passthrough_warnings=1,
-    ),
+    "engine_raises": engine_fails_on_every_frame(RaisingEngine),
+    "engine_returns_nan": engine_fails_on_every_frame(NaNEngine),
+    "engine_returns_wrong_shape": engine_fails_on_every_frame(WrongShapeEngine),
     "engine_fails_every_other_frame": StreamFault(
         devices=lambda: [ScriptedCamera(device_frame(10))],
         engine=EveryOtherCallFails,
@@ -512,15 +506,11 @@ def test_frame_fault_with_the_real_detector(fault, detector, sample_frame):
 
 
 @pytest.fixture(scope="module")
-def engine_files(tmp_path_factory) -> Path:
-    """A random-weight ``smoke`` network as training ships it: genotype.json + weights.safetensors."""
+def engine_files(tmp_path_factory, smoke_engine) -> Path:
+    """The shared ``smoke`` engine files plus a genotype of another config and weights without metadata."""
     folder = tmp_path_factory.mktemp("engine")
-    genotype = build_supernet("smoke", seed=1).derive()
-    genotype.save(folder / "genotype.json")
-    save_fused(build_fused(genotype, seed=1).eval(), folder / "weights.safetensors")
-    other = build_supernet("smoke", seed=3).derive()
-    assert other != genotype
-    other.save(folder / "other_derive.json")
+    shutil.copytree(smoke_engine, folder, dirs_exist_ok=True)
+    other = Genotype.load(folder / "other.json")
     build_supernet("rt", seed=0).derive().save(folder / "other_config.json")
     save_weights(build_fused(other, seed=3).eval(), folder / "bare_other.safetensors")  # no metadata
     return folder
@@ -595,7 +585,7 @@ ENGINE_FILE_FAULTS: dict[str, tuple[Callable[[Path, Path], tuple[list[str], Path
     "genotype_truncated": (_genotype_case("truncated"), "genotype file"),
     "genotype_corrupt": (_genotype_case("corrupt"), "genotype file"),
     "genotype_empty": (_genotype_case("empty"), "genotype file"),
-    "genotype_of_another_derive": (_mismatch_case("other_derive.json"), "saved for another genotype"),
+    "genotype_of_another_derive": (_mismatch_case("other.json"), "saved for another genotype"),
     "genotype_of_another_config": (_mismatch_case("other_config.json"), "saved for another genotype"),
     "weights_without_metadata_of_another_derive": (
         _mismatch_case("genotype.json", "bare_other.safetensors"), "does not match the network"

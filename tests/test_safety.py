@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 import torch
 
-from engine.build import build_fused, build_supernet, save_fused
 from engine.errors import UserError
 from facecam.bench import load_clip
 from facecam.capture import CaptureError
@@ -223,14 +222,13 @@ def test_doctor_makes_no_network_connection(no_network, capsys):
     assert no_network == []
 
 
-def test_loading_a_real_engine_and_running_makes_no_network_connection(no_network, tmp_path, monkeypatch, capsys):
+def test_loading_a_real_engine_and_running_makes_no_network_connection(
+    no_network, smoke_engine, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NASFE_CAM_CACHE", str(tmp_path / "cache"))
-    genotype = build_supernet("smoke", seed=1).derive()
-    genotype.save(tmp_path / "genotype.json")
-    save_fused(build_fused(genotype, seed=1).eval(), tmp_path / "weights.safetensors")
     argv = ["run", "--input", str(SAMPLE), "--output", "out.avi", "--frames", "3", "--backend", "torch",
-            "--weights", str(tmp_path / "weights.safetensors")]
+            "--weights", str(smoke_engine / "weights.safetensors")]
     assert main(argv) == 0
     assert (tmp_path / "out.avi").is_file() and no_network == []
 
