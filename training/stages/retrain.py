@@ -94,14 +94,15 @@ def run(ctx: RunContext) -> None:
     priors = reference_table(ctx)
     final_loss = FinalLoss(cfg.lambda_per, cfg.lambda_iden,
                            DlibCropFeatures(load_dlib_resnet(device=rt.device), net_cfg.crop_size)).to(rt.device)
-    batches = BatchMaker(ctx.faces, train_idx, cfg.batch, seed, "retrain", degradation_config(data), data.augment,
-                         rt.device, rt.rank, rt.world_size, ReferencePicker(ctx.faces.identity, train_idx),
-                         data.n_refs, data.p_no_identity, priors, patch=cfg.patch)
 
+    def training_batches(stream: str) -> BatchMaker:
+        return BatchMaker(ctx.faces, train_idx, cfg.batch, seed, stream, degradation_config(data), data.augment,
+                          rt.device, rt.rank, rt.world_size, ReferencePicker(ctx.faces.identity, train_idx),
+                          data.n_refs, data.p_no_identity, priors, patch=cfg.patch)
+
+    batches = training_batches("retrain")
     if loop.step == 0 and cfg.from_search and cfg.bn_batches:
-        calib = BatchMaker(ctx.faces, train_idx, cfg.batch, seed, "retrain-bn", degradation_config(data), data.augment,
-                           rt.device, rt.rank, rt.world_size, ReferencePicker(ctx.faces.identity, train_idx),
-                           data.n_refs, data.p_no_identity, priors, patch=cfg.patch)
+        calib = training_batches("retrain-bn")
         recalibrate_batch_norm(model, (calib(k) for k in range(cfg.bn_batches)))
 
     def step(i: int) -> dict[str, float]:
