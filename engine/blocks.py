@@ -3,13 +3,16 @@
 Everything here is shared verbatim by the supernet (:mod:`engine.supernet`) and the derived network
 (:mod:`engine.fused`) through :class:`NASFEShell`, so weights move between them by name.
 
-Output form (:class:`ImageHead`): ``restored = x * gain + residual``. Denoising and deblurring are
-small corrections, which a residual learns easily; low light needs a large multiplicative change
+Output form (:class:`ImageHead`): ``restored = base(x) * gain + residual``. Denoising and deblurring
+are small corrections, which a residual learns easily; low light needs a large multiplicative change
 (gains of 2-20x for the paper's ``r`` in [0.05, 0.5]) that a residual would have to re-create
 pixel by pixel. The head therefore predicts a smooth log-gain map (at the encoder resolution,
-bounded to ``|log gain| <= 4``, bilinearly upsampled) plus a full-resolution residual. Both start
-near zero, so an untrained network is close to the identity. The output is not clamped (losses see
-the raw values); clamp to [0, 1] when converting to an image.
+bounded to ``|log gain| <= 4``, bilinearly upsampled) plus a full-resolution residual. The gain
+would also amplify the input's noise, which the residual of a small network cannot cancel pixel by
+pixel (the colour blotches of a brightened dark frame), so ``base(x)`` is a per-pixel softmax blend of
+``x`` and box-filtered copies of it (``NASFEConfig.head_smooth``): the network only has to say where
+to smooth and how much. Everything starts near the identity (gain 1, residual 0, base ~ x). The output
+is not clamped (losses see the raw values); clamp to [0, 1] when converting to an image.
 
 Identity branch (:class:`IdentityInjection`), following the paper's eq. 7: the caller passes
 ``I = mean_i(instnorm(F_i))`` over clean reference photos; the network re-styles it with the
@@ -42,11 +45,17 @@ __all__ = [
     "NASFEShell",
     "TaskPretrainNet",
     "MAX_LOG_GAIN",
+    "BASE_PREFERENCE",
     "spatial_mean_std",
 ]
 
 #: Bound of the predicted log-gain: gains in [e^-4, e^4] ~ [0.02, 55].
 MAX_LOG_GAIN = 4.0
+
+#: Initial logit of the unfiltered input in the image head's base blend (the box-filtered copies
+#: start at 0): with three copies ``x`` gets weight ``e^6 / (e^6 + 3) ~ 0.99``, so an untrained head,
+#: or one added to weights trained without it, starts where the plain ``x * gain`` head would.
+BASE_PREFERENCE = 6.0
 
 
 def spatial_mean_std(x: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
@@ -211,19 +220,38 @@ class CellInput(nn.Module):
 
 
 class ImageHead(nn.Module):
-    """Features at ``S / stem`` -> restored image ``x * gain + residual`` (see module docstring).
+    """Features at ``S / stem`` -> restored image ``base(x) * gain + residual`` (see module docstring).
 
     The residual comes from a 3x3 conv to ``3 * stem**2`` channels and a pixel shuffle; the
-    log-gain from a zero-initialised 1x1 conv (gain 1 at start), bounded by ``MAX_LOG_GAIN * tanh``.
+    log-gain from a zero-initialised 1x1 conv (gain 1 at start), bounded by ``MAX_LOG_GAIN * tanh``;
+    the base blend weights from a 1x1 conv whose bias starts at :data:`BASE_PREFERENCE` for ``x``
+    (weight ~0.99 on the unfiltered input).
     """
 
-    def __init__(self, channels: int, stem: int) -> None:
+    def __init__(self, channels: int, stem: int, smooth: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.stem = stem
+        self.smooth = tuple(smooth)
         self.residual = nn.Conv2d(channels, 3 * stem**2, 3, padding=1)
         self.log_gain = nn.Conv2d(channels, 3, 1)
         nn.init.zeros_(self.log_gain.weight)
         nn.init.zeros_(self.log_gain.bias)
+        self.base_logits = nn.Conv2d(channels, 1 + len(self.smooth), 1) if self.smooth else None
+        if self.base_logits is not None:
+            nn.init.zeros_(self.base_logits.weight)
+            with torch.no_grad():
+                self.base_logits.bias.zero_()[0] = BASE_PREFERENCE
+
+    def base(self, features: Tensor, x: Tensor) -> Tensor:
+        """``x`` blended per pixel with its ``k x k`` box-filtered copies, ``k`` in ``smooth``: ``(B, 3, S, S)``."""
+        if self.base_logits is None:
+            return x
+        size = tuple(x.shape[-2:])
+        weights = torch.softmax(resize_to(self.base_logits(features), size), dim=1)
+        out = x * weights[:, :1]
+        for i, k in enumerate(self.smooth, start=1):
+            out = out + resize_to(F.avg_pool2d(x, k), size) * weights[:, i : i + 1]
+        return out
 
     def forward(self, features: Tensor, x: Tensor) -> Tensor:
         """``features (B, C, S/stem, S/stem)``, ``x (B, 3, S, S)`` -> ``(B, 3, S, S)`` unclamped RGB."""
@@ -232,7 +260,7 @@ class ImageHead(nn.Module):
             residual = F.pixel_shuffle(residual, self.stem)
         log_gain = MAX_LOG_GAIN * torch.tanh(self.log_gain(features) / MAX_LOG_GAIN)
         gain = torch.exp(resize_to(log_gain, tuple(x.shape[-2:])))
-        return x * gain + residual
+        return self.base(features, x) * gain + residual
 
 
 class Decoder(nn.Module):
@@ -251,7 +279,7 @@ class Decoder(nn.Module):
             self.up = nn.Sequential(*steps)
         self.skip = ConvBN(3 * config.enc_channels, c_d, 1)
         self.blocks = nn.Sequential(*(ResBlock(c_d) for _ in range(config.dec_blocks)))
-        self.head = ImageHead(c_d, config.stem)
+        self.head = ImageHead(c_d, config.stem, config.head_smooth)
 
     def forward(self, fused: Tensor, skip: Tensor, x: Tensor) -> Tensor:
         return self.head(self.blocks(torch.relu(self.up(fused) + self.skip(skip))), x)
@@ -338,7 +366,7 @@ class TaskPretrainNet(nn.Module):
         self.config = config
         self.task = task
         self.encoder = TaskEncoder(config)
-        self.head = ImageHead(config.enc_channels, config.stem)
+        self.head = ImageHead(config.enc_channels, config.stem, config.head_smooth)
 
     def forward(self, x: Tensor, prior: Tensor | None = None) -> Tensor:
         """``x (B, 3, S, S)`` RGB [0, 1] -> restored ``(B, 3, S, S)``; ``prior`` defaults to the

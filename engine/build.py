@@ -115,27 +115,36 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     return tensors, metadata
 
 
-def load_weights(module: nn.Module, path: str | Path, *, prefix: str = "") -> None:
+def load_weights(module: nn.Module, path: str | Path, *, prefix: str = "", allow_missing: bool = False) -> list[str]:
     """Load a safetensors file into ``module`` strictly (every key, every shape).
 
     ``prefix`` selects and strips a key prefix first, e.g. ``prefix="encoder."`` loads the encoder of
     a saved :class:`~engine.blocks.TaskPretrainNet` into ``model.encoders["noise"]``, and
     ``prefix="classifier."`` a full network's classifier into a standalone classifier.
+    ``allow_missing`` lets keys of ``module`` that the file lacks keep their values (fine-tuning
+    weights trained before a part was added); unexpected keys and other shapes still fail.
+
+    Returns:
+        The keys of ``module`` left as they were (empty unless ``allow_missing``).
 
     Raises:
         UserError: missing/corrupt file, or keys/shapes that do not match (named, with the file).
     """
     tensors, _ = read_weights(path)
-    _load_state(module, tensors, path, prefix)
+    return _load_state(module, tensors, path, prefix, allow_missing)
 
 
-def _load_state(module: nn.Module, tensors: dict[str, Tensor], path: str | Path, prefix: str = "") -> None:
+def _load_state(
+    module: nn.Module, tensors: dict[str, Tensor], path: str | Path, prefix: str = "", allow_missing: bool = False
+) -> list[str]:
     """Strict ``load_state_dict`` whose mismatches become one :class:`UserError` naming ``path``."""
     if prefix:
         tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         if not tensors:
             raise UserError(f"weights file {path} has no tensors under prefix {prefix!r}")
     own = module.state_dict()
+    kept = sorted(set(own) - set(tensors)) if allow_missing else []
+    tensors = {**{k: own[k] for k in kept}, **tensors}
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     shapes = [f"{k}: file {tuple(tensors[k].shape)} != model {tuple(own[k].shape)}" for k in own if k in tensors and tensors[k].shape != own[k].shape]
@@ -149,6 +158,7 @@ def _load_state(module: nn.Module, tensors: dict[str, Tensor], path: str | Path,
             parts.append(f"{len(shapes)} of another shape (e.g. {shapes[0]})")
         raise UserError(f"weights file {path} does not match the network: " + ", ".join(parts))
     module.load_state_dict(tensors)
+    return kept
 
 
 def save_fused(net: NASFENet, path: str | Path) -> None:

@@ -8,7 +8,7 @@ the network a config describes (see :mod:`engine.blocks` for the parts)::
       --> fusion network: `layers` cells of `blocks` blocks, each cell at one of
           len(fusion_channels) resolutions (level k = level 0 / 2**k, fusion_channels[k] channels)
       --> decoder (pixel-shuffle back to the encoder resolution, skip from the encoders)
-      --> image head: restored = x * gain + residual
+      --> image head: restored = base(x) * gain + residual (base: x blended with box-filtered copies)
 
 Resolutions: encoders work at ``S / stem``, fusion level ``k`` at ``S / (stem * 2**(fusion_down + k))``.
 """
@@ -16,6 +16,7 @@ Resolutions: encoders work at ``S / stem``, fusion level ``k`` at ``S / (stem * 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,9 @@ class NASFEConfig:
     #: Decoder channels and residual blocks (at the encoder resolution).
     dec_channels: int = 16
     dec_blocks: int = 1
+    #: Box-filter sizes whose copies of the input the image head may blend into ``x`` before the
+    #: gain (:class:`engine.blocks.ImageHead`); ``()`` = the plain ``x * gain + residual`` head.
+    head_smooth: tuple[int, ...] = (2, 4, 8)
     #: Classifier widths, one stride-2 conv stage each (after a 2x pixel-unshuffle).
     cls_channels: tuple[int, ...] = (16, 32, 64)
 
@@ -101,6 +105,7 @@ class NASFEConfig:
         unknown = [op for op in self.ops if not has_op(op)]
         need(not unknown, f"unknown operators {unknown}; registered: {list_ops()}")
         need(len(set(self.ops)) == len(self.ops), "duplicate operators")
+        need(all(k >= 2 for k in self.head_smooth), "head_smooth sizes must be >= 2")
         need(any(op != "zero" for op in self.ops), "the search space needs an operator other than zero")
         if "res2block" in self.ops:
             need(all(c % 4 == 0 for c in self.fusion_channels), "res2block needs fusion channels divisible by 4")
@@ -113,7 +118,7 @@ class NASFEConfig:
     @property
     def size_multiple(self) -> int:
         """Input height and width must be multiples of this (every level tiles exactly)."""
-        return self.stem * 2 ** (self.fusion_down + len(self.fusion_channels) - 1)
+        return math.lcm(self.stem * 2 ** (self.fusion_down + len(self.fusion_channels) - 1), *self.head_smooth)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict of every field."""

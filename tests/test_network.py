@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine.blocks import DegradationClassifier, TaskPretrainNet
+from engine.blocks import BASE_PREFERENCE, DegradationClassifier, TaskPretrainNet
 from engine.build import (
     build_fused,
     build_supernet,
@@ -85,6 +85,12 @@ def test_config_validation():
         dataclasses.replace(SMOKE, name="bad", ops=("zero",))
     with pytest.raises(ValueError, match="divisible by 8"):
         dataclasses.replace(SMOKE, name="bad", crop_size=36)
+    with pytest.raises(ValueError, match="head_smooth sizes must be >= 2"):
+        dataclasses.replace(SMOKE, name="bad", head_smooth=(1, 4))
+    # The head's box filters tile the input too.
+    assert dataclasses.replace(SMOKE, head_smooth=(16,)).size_multiple == 16
+    with pytest.raises(ValueError, match="divisible by 24"):
+        dataclasses.replace(SMOKE, name="bad", head_smooth=(2, 3))
 
 
 # --- shapes ------------------------------------------------------------------------------------
@@ -166,13 +172,33 @@ def test_identity_prior_and_neutral_embedding():
 
 
 def test_untrained_network_is_close_to_identity_map_in_gain():
-    """Gain starts at 1 (zero-initialised log-gain), so the output is the input plus a residual."""
+    """Gain starts at 1 and the base blend at ~99 % ``x``: without residual the output is ~ the input."""
     net = build_fused(GENOTYPES[0]).eval()
     with torch.no_grad():
         net.decoder.head.residual.weight.zero_()
         net.decoder.head.residual.bias.zero_()
         x, _ = _inputs(SMOKE, 2)
-        torch.testing.assert_close(net(x), x)
+        assert (net(x) - x).abs().max() < 0.01
+        plain = build_fused(GENOTYPES[0], dataclasses.replace(SMOKE, head_smooth=())).eval()
+        plain.load_state_dict(net.state_dict(), strict=False)
+        torch.testing.assert_close(plain(x), x)
+
+
+@pytest.mark.parametrize("k", SMOKE.head_smooth)
+def test_image_head_base_selects_a_box_filtered_copy(k):
+    """A base logit that dominates picks that copy: ``avg_pool(x, k)`` bilinearly upsampled, times the gain."""
+    net = build_fused(GENOTYPES[0]).eval()
+    head = net.decoder.head
+    with torch.no_grad():
+        head.residual.weight.zero_()
+        head.residual.bias.zero_()
+        head.log_gain.bias.fill_(0.5)
+        head.base_logits.bias.zero_()[1 + SMOKE.head_smooth.index(k)] = 50.0
+        x, _ = _inputs(SMOKE, 2)
+        box = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, k), size=x.shape[-2:], mode="bilinear")
+        # Gain e^(4 tanh(0.5 / 4)) ~ 1.64 on the smoothed copy; a box-filtered noisy image is smoother.
+        torch.testing.assert_close(net(x), box * torch.exp(4 * torch.tanh(torch.tensor(0.5 / 4))))
+        assert net(x).diff(dim=-1).abs().mean() < 0.5 * x.diff(dim=-1).abs().mean()
 
 
 # --- search: gradients, derive, equivalence ------------------------------------------------------
@@ -357,6 +383,24 @@ def test_load_fused_errors_name_the_file(tmp_path):
     # A genotype that does not fit the requested config.
     with pytest.raises(UserError, match=f"genotype file {gpath} does not fit config 'rt'"):
         load_fused(gpath, wpath, config="rt")
+
+
+def test_weights_without_a_new_part_load_with_allow_missing(tmp_path):
+    """Fine-tuning weights trained before the base blend existed: only the blend keeps its init."""
+    plain = build_fused(GENOTYPES[0], dataclasses.replace(SMOKE, head_smooth=()), seed=3)
+    path = tmp_path / "plain.safetensors"
+    save_weights(plain, path)
+    net = build_fused(GENOTYPES[0], seed=4)
+    with pytest.raises(UserError, match="2 missing .*base_logits"):
+        load_weights(net, path)
+    assert load_weights(net, path, allow_missing=True) == ["decoder.head.base_logits.bias", "decoder.head.base_logits.weight"]
+    own = net.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in plain.state_dict().items())
+    assert own["decoder.head.base_logits.bias"][0] == BASE_PREFERENCE
+    # Keys the network lacks are still refused.
+    save_weights(net, tmp_path / "full.safetensors")
+    with pytest.raises(UserError, match="unexpected .*base_logits"):
+        load_weights(plain, tmp_path / "full.safetensors", allow_missing=True)
 
 
 def test_pretrained_encoder_and_classifier_load_into_the_supernet(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +79,25 @@ def test_all_resume_on_finished_run_is_a_no_op(smoke_run: Path, cache_dir: Path)
     assert main(["all", "--resume", "--from", "retrain", *_args(smoke_run, cache_dir)]) == 0
     assert (smoke_run / "export" / "weights.safetensors").read_bytes() == before
     assert len(_column(smoke_run / "retrain" / "log.csv", "step")) == rows
+
+
+def test_retrain_init_fine_tunes_given_weights(smoke_run: Path, tmp_path: Path, cache_dir: Path, capsys) -> None:
+    """``retrain.init`` starts a run folder holding only config + genotype from fused weights: its
+    step-0 validation is the source's best, and it exports."""
+    torch.set_num_threads(1)
+    out = tmp_path / "finetune"
+    out.mkdir()
+    for name in ("config.json", "genotype.json"):
+        shutil.copy(smoke_run / name, out / name)
+    missing = tmp_path / "nope.safetensors"
+    assert main(["retrain", "--resume", *_args(out, cache_dir), "--set", f"retrain.init={missing}"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"retrain.init: weights file {missing} not found")
+    init = smoke_run / "best" / "weights.safetensors"
+    assert main(["all", "--resume", "--from", "retrain", *_args(out, cache_dir), "--set", f"retrain.init={init}", "--set", "retrain.steps=2"]) == 0
+    assert load_fused(out / "export" / "genotype.json", out / "export" / "weights.safetensors") is not None
+    best = json.loads((latest_checkpoint(smoke_run / "retrain" / "checkpoints") / "state.json").read_text())
+    assert _column(out / "retrain" / "val.csv", "psnr")[0] == pytest.approx(best["state"]["best_psnr"], abs=1e-3)
+    assert (out / "retrain" / "weights.safetensors").read_bytes() != init.read_bytes()
 
 
 def test_resume_equals_uninterrupted(tmp_path: Path, cache_dir: Path) -> None:

@@ -185,6 +185,9 @@ class RetrainConfig(StageConfig):
         from_search: start from the search supernet's weights along the derived architecture
             (else fresh fusion cells with the pretrained encoders and classifier).
         bn_batches: training batches used to re-estimate batch-norm statistics after deriving.
+        init: fused weights to start from instead (e.g. a shipped ``weights.safetensors`` of the
+            same genotype); parameters the file lacks, such as a head part added since, keep their
+            initialisation and are listed. Empty: start as ``from_search`` says.
     """
 
     lr: float = 5e-4
@@ -193,6 +196,7 @@ class RetrainConfig(StageConfig):
     lr_final: float = 5e-5
     from_search: bool = True
     bn_batches: int = 4
+    init: str = ""
 
 
 @dataclass(frozen=True)

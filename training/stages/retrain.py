@@ -3,9 +3,10 @@
 Paper sec. 3.3 / 4: ``L_final = L2 + lambda_per * L_per + lambda_iden * L_iden``, Adam, lr 5e-4
 (batch 40 in the paper). The network starts from the search supernet's weights along the derived
 architecture (:func:`engine.build.derive_fused`; ``retrain.from_search: false`` starts the fusion
-cells fresh and takes only the pretrained encoders and classifier). The classifier keeps learning
-its labels with BCE beside the restoration loss (it is detached from the restoration path), and the
-learning rate follows a cosine from ``lr`` to ``lr_final``.
+cells fresh and takes only the pretrained encoders and classifier; ``retrain.init`` fine-tunes
+given fused weights). The classifier keeps learning its labels with BCE beside the restoration loss
+(it is detached from the restoration path), and the learning rate follows a cosine from ``lr`` to
+``lr_final``.
 
 Validation every ``eval_every`` steps on the fixed held-out batch: PSNR with the identity prior,
 without it, and of the degraded input. The best weights by PSNR are kept in ``best/`` with their
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from engine.build import build_fused, build_supernet, derive_fused, save_fused
+from engine.build import load_weights as load_fused_weights  # training.checkpoint has its own load_weights
 from engine.errors import UserError
 from engine.genotype import Genotype
 from engine.recognition import DlibCropFeatures, load_dlib_resnet
@@ -58,6 +60,12 @@ def weights_path(ctx: RunContext) -> Path:
 
 def _initial_network(ctx: RunContext, genotype: Genotype):
     net_cfg = ctx.net
+    if ctx.cfg.retrain.init:
+        net = build_fused(genotype, net_cfg, seed=derive_seed(ctx.cfg.seed, stream_id("init-retrain")))
+        kept = load_fused_weights(net, ctx.cfg.retrain.init, allow_missing=True)
+        if kept:
+            tqdm.write(f"[retrain] {ctx.cfg.retrain.init} lacks {len(kept)} tensors, kept at their initialisation: {', '.join(kept)}")
+        return net.train()
     if ctx.cfg.retrain.from_search:
         supernet = build_supernet(net_cfg)
         load_weights(search.weights_path(ctx), {"": supernet})
@@ -75,8 +83,10 @@ def run(ctx: RunContext) -> None:
     if not gpath.is_file():
         raise UserError(f"{gpath} not found: run the derive stage first (nasfe-train derive --out {ctx.out})")
     genotype = Genotype.load(gpath, net_cfg)
+    if cfg.init and not Path(cfg.init).is_file():
+        raise UserError(f"retrain.init: weights file {cfg.init} not found")
     needed = search.weights_path(ctx) if cfg.from_search else pretrain.weights_path(ctx)
-    if not needed.is_file():
+    if not cfg.init and not needed.is_file():
         raise UserError(f"{needed} not found: run the earlier stages first")
     train_idx, val_idx = ctx.split
     model = _initial_network(ctx, genotype).to(rt.device)
@@ -101,7 +111,7 @@ def run(ctx: RunContext) -> None:
                           data.n_refs, data.p_no_identity, priors, patch=cfg.patch)
 
     batches = training_batches("retrain")
-    if loop.step == 0 and cfg.from_search and cfg.bn_batches:
+    if loop.step == 0 and cfg.from_search and not cfg.init and cfg.bn_batches:
         calib = training_batches("retrain-bn")
         recalibrate_batch_norm(model, (calib(k) for k in range(cfg.bn_batches)))
 
