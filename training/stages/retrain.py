@@ -59,19 +59,16 @@ def weights_path(ctx: RunContext) -> Path:
 
 
 def _initial_network(ctx: RunContext, genotype: Genotype):
-    net_cfg = ctx.net
-    if ctx.cfg.retrain.init:
-        net = build_fused(genotype, net_cfg, seed=derive_seed(ctx.cfg.seed, stream_id("init-retrain")))
-        kept = load_fused_weights(net, ctx.cfg.retrain.init, allow_missing=True)
-        if kept:
-            tqdm.write(f"[retrain] {ctx.cfg.retrain.init} lacks {len(kept)} tensors, kept at their initialisation: {', '.join(kept)}")
-        return net.train()
-    if ctx.cfg.retrain.from_search:
+    cfg, net_cfg = ctx.cfg.retrain, ctx.net
+    if cfg.from_search and not cfg.init:
         supernet = build_supernet(net_cfg)
         load_weights(search.weights_path(ctx), {"": supernet})
         return derive_fused(supernet, genotype).train()
     net = build_fused(genotype, net_cfg, seed=derive_seed(ctx.cfg.seed, stream_id("init-retrain")))
-    load_weights(pretrain.weights_path(ctx), {"encoders": net.encoders, "classifier": net.classifier})
+    if not cfg.init:
+        load_weights(pretrain.weights_path(ctx), {"encoders": net.encoders, "classifier": net.classifier})
+    elif kept := load_fused_weights(net, cfg.init, allow_missing=True):
+        tqdm.write(f"[retrain] {cfg.init} lacks {len(kept)} tensors, kept at their initialisation: {', '.join(kept)}")
     return net
 
 
