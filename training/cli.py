@@ -11,6 +11,7 @@ COMMANDS: list[str] = [
     "training.commands.retrain",
     "training.commands.degrade",
     "training.commands.testsets",
+    "training.commands.pack",
     "training.commands.contact_sheet",
     "training.commands.info",
     "training.commands.export",
