@@ -17,7 +17,7 @@ from training.data import (
     load_face_set,
     split_validation,
 )
-from training.faces import load_aligned, read_index
+from training.faces import crops_to_tensor, load_aligned, read_index
 from training.run_config import AugmentConfig, DataConfig
 from training.seeding import make_generator
 
@@ -124,3 +124,13 @@ def test_cache_holds_the_camera_alignment(tmp_path: Path) -> None:
     first = by_path[fs.paths[0]]
     assert np.array_equal(centre_crops(np.asarray(fs.crops[:1]), 64)[0], load_aligned(first, 64))
     assert len(set(fs.identity.tolist())) < len(fs)  # biggest identities first: references exist
+
+
+def test_augmentation_runs_on_the_crops_device() -> None:
+    # The meta device has no data and refuses tensors from another device: a CPU-built sampling grid
+    # or colour gain (which would leave a GPU run resampling on its CPU) fails here.
+    crops = np.zeros((2, 160, 160, 3), np.uint8)
+    context = crops_to_tensor(crops, "meta")
+    assert context.device.type == "meta" and context.dtype == torch.float32
+    out = augment_crops(context, 128, AugmentConfig(), make_generator(0))
+    assert out.device.type == "meta" and tuple(out.shape) == (2, 3, 128, 128)

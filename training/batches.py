@@ -140,11 +140,10 @@ class BatchMaker:
         """Batch ``step`` of this rank (same arguments, same batch, in any process)."""
         idx = self.stream.indices(step)
         g = self.stream.generator(step)
-        context = crops_to_tensor(np.asarray(self.faces.crops[idx]))
+        context = crops_to_tensor(np.asarray(self.faces.crops[idx]), self.device)
         clean = augment_crops(context, self.faces.crop_size, self.augment, g)
         if self.patch:
             clean = random_patches(clean, self.patch, g)
-        clean = clean.to(self.device)
         y, labels, _ = degrade(clean, self.degradation, self.stream.generator(step, device=self.device))
         refs = (self.references.pick(idx, self.n_refs, self.p_no_identity, g) if self.references is not None
                 else _no_refs(len(idx)))
@@ -191,7 +190,7 @@ def fixed_batch(
     """
     g = make_generator(seed, stream_id(name))
     idx = np.sort(np.asarray(pool)[torch.randperm(len(pool), generator=g)[:size].numpy()])
-    clean = crops_to_tensor(centre_crops(np.asarray(faces.crops[idx]), faces.crop_size)).to(device)
+    clean = crops_to_tensor(centre_crops(np.asarray(faces.crops[idx]), faces.crop_size), device)
     y, labels, _ = degrade(clean, degradation, make_generator(seed, stream_id(name), 1, device=device))
     refs = references.pick(idx, n_refs, 0.0, g) if references is not None else _no_refs(len(idx))
     return _assemble(clean, y, labels, idx, refs, priors, device)

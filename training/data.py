@@ -296,13 +296,14 @@ def augment_crops(context: torch.Tensor, crop_size: int, cfg: AugmentConfig, gen
     tint) and exposure (a gain in stops), clipped to [0, 1].
 
     Args:
-        context: ``(B, 3, C, C)`` float RGB in [0, 1] context crops (CPU).
+        context: ``(B, 3, C, C)`` float RGB in [0, 1] context crops, on any device (the
+            resampling runs there: on a GPU the CPU would otherwise feed it too slowly).
         crop_size: output side ``S <= C``.
         cfg: jitter ranges and probabilities.
-        generator: CPU generator, the only randomness.
+        generator: CPU generator, the only randomness (same draws on every device).
 
     Returns:
-        ``(B, 3, S, S)`` float32 RGB in [0, 1].
+        ``(B, 3, S, S)`` float32 RGB in [0, 1], on the device of ``context``.
     """
     if context.ndim != 4 or context.shape[1] != 3 or context.shape[2] != context.shape[3]:
         raise ValueError(f"context: expected (B, 3, C, C), got {tuple(context.shape)}")
@@ -325,11 +326,11 @@ def augment_crops(context: torch.Tensor, crop_size: int, cfg: AugmentConfig, gen
     theta[:, 0, 0], theta[:, 0, 1] = cos * fx * ratio, -sin * ratio
     theta[:, 1, 0], theta[:, 1, 1] = sin * fx * ratio, cos * ratio
     theta[:, :, 2] = shift * ratio
-    grid = F.affine_grid(theta, [b, 3, crop_size, crop_size], align_corners=False)
+    grid = F.affine_grid(theta.to(context.device), [b, 3, crop_size, crop_size], align_corners=False)
     out = F.grid_sample(context.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     gain = torch.stack([1.0 + temp, 1.0 + tint, 1.0 - temp], dim=1) * torch.exp2(stops)[:, None]
-    return (out * gain[:, :, None, None]).clamp(0.0, 1.0)
+    return (out * gain.to(context.device)[:, :, None, None]).clamp(0.0, 1.0)
 
 
 def random_patches(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
