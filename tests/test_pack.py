@@ -59,6 +59,8 @@ def test_packed_crop_realigns_onto_itself_and_matches_the_original(pack) -> None
 def test_pack_refuses_bad_settings(pack, tmp_path) -> None:
     with pytest.raises(UserError, match="per-identity"):
         pack_faces(FACES, tmp_path / "a", crop_size=128, context=1.25, max_images=10, per_identity=1)
+    with pytest.raises(UserError, match="max-images"):
+        pack_faces(FACES, tmp_path / "b", crop_size=128, context=1.25, max_images=0)
     with pytest.raises(UserError, match="already holds a pack"):
         pack_faces(FACES, pack[0], crop_size=128, context=1.25, max_images=10)
 

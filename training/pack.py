@@ -37,6 +37,8 @@ def choose_records(records: Sequence[FaceRecord], max_images: int, per_identity:
     """
     if per_identity < 2:
         raise UserError(f"--per-identity must be at least 2 (references need a second photo), got {per_identity}")
+    if max_images < 2:
+        raise UserError(f"--max-images must be at least 2, got {max_images}")
     rng = np.random.default_rng(seed)
     sources = sorted({r.source for r in records})
     chosen: list[FaceRecord] = []
