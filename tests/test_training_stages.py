@@ -20,6 +20,7 @@ from engine.build import load_fused
 from engine.configs import get_config
 from training.checkpoint import latest_checkpoint
 from training.cli import main
+from training.stages.common import cosine_lr
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT.parent / "shared" / "faces"
@@ -93,7 +94,10 @@ def test_retrain_init_fine_tunes_given_weights(smoke_run: Path, tmp_path: Path, 
     assert main(["retrain", "--resume", *_args(out, cache_dir), "--set", f"retrain.init={missing}"]) == 2
     assert capsys.readouterr().err.strip().endswith(f"retrain.init: weights file {missing} not found")
     init = smoke_run / "best" / "weights.safetensors"
-    assert main(["all", "--resume", "--from", "retrain", *_args(out, cache_dir), "--set", f"retrain.init={init}", "--set", "retrain.steps=2"]) == 0
+    assert main(["retrain", "--resume", *_args(out, cache_dir), "--set", f"retrain.init={init}", "--set", "retrain.lr_warmup=-1"]) == 2
+    assert "retrain.lr_warmup: expected >= 0 steps, got -1" in capsys.readouterr().err
+    assert main(["all", "--resume", "--from", "retrain", *_args(out, cache_dir), "--set", f"retrain.init={init}", "--set", "retrain.steps=2",
+                 "--set", "retrain.lr_warmup=1"]) == 0
     assert load_fused(out / "export" / "genotype.json", out / "export" / "weights.safetensors") is not None
     best = json.loads((latest_checkpoint(smoke_run / "retrain" / "checkpoints") / "state.json").read_text())
     assert _column(out / "retrain" / "val.csv", "psnr")[0] == pytest.approx(best["state"]["best_psnr"], abs=1e-3)
@@ -171,3 +175,16 @@ def test_search_collapse_freezes_architecture(tmp_path: Path, cache_dir: Path) -
     with (out / "search" / "log.csv").open() as f:
         shares = [r["free_share"] for r in csv.DictReader(f)]
     assert shares[0] == "" and shares[1] != "" and shares[2] == ""  # warm-up, one α step, frozen
+
+
+def test_cosine_lr_warms_up_linearly_then_follows_the_cosine() -> None:
+    lr, final, total = 1e-3, 1e-5, 100
+    plain = [cosine_lr(i, total, lr, final) for i in range(total + 1)]
+    warm = [cosine_lr(i, total, lr, final, warmup=10) for i in range(total + 1)]
+    assert plain[0] == pytest.approx(lr) and plain[-1] == pytest.approx(final)
+    assert all(a > b for a, b in zip(plain, plain[1:]))
+    assert warm[0] == pytest.approx(plain[0] / 10)  # a tenth of the step, not a full-size jolt
+    assert all(a < b for a, b in zip(warm[:10], warm[1:10]))
+    assert warm[9:] == plain[9:]  # from the end of the ramp on, the same cosine
+    with pytest.raises(ValueError, match="warmup"):
+        cosine_lr(0, total, lr, final, warmup=-1)

@@ -59,10 +59,15 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
 
-def cosine_lr(step: int, total: int, lr: float, lr_final: float) -> float:
-    """Cosine decay from ``lr`` at step 0 to ``lr_final`` at ``total``."""
+def cosine_lr(step: int, total: int, lr: float, lr_final: float, warmup: int = 0) -> float:
+    """Cosine decay from ``lr`` at step 0 to ``lr_final`` at ``total``, scaled by a linear ramp
+    ``(step + 1) / warmup`` over the first ``warmup`` steps (a fresh Adam's first updates are about
+    ``lr`` per weight whatever the gradient, which jolts converged weights out of their optimum)."""
+    if warmup < 0:
+        raise ValueError(f"warmup: expected >= 0 steps, got {warmup}")
     t = min(max(step / max(total, 1), 0.0), 1.0)
-    return lr_final + 0.5 * (lr - lr_final) * (1.0 + math.cos(math.pi * t))
+    ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    return ramp * (lr_final + 0.5 * (lr - lr_final) * (1.0 + math.cos(math.pi * t)))
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
