@@ -24,6 +24,7 @@ __all__ = [
     "FaceRecord",
     "AlignJitter",
     "read_index",
+    "write_index",
     "select",
     "by_identity",
     "read_rgb",
@@ -100,6 +101,18 @@ def read_index(faces_dir: str | Path) -> list[FaceRecord]:
     return records
 
 
+def write_index(faces_dir: str | Path, records: Iterable[FaceRecord]) -> None:
+    """Write ``faces_dir/index.csv`` for records whose images lie below ``faces_dir`` (the format
+    :func:`read_index` reads; landmarks to 1/1000 pixel)."""
+    root = Path(faces_dir)
+    with (root / "index.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(_COLUMNS)
+        for r in records:
+            w.writerow([r.path.relative_to(root).as_posix(), r.identity, r.source, r.split]
+                       + [f"{v:.3f}" for v in r.landmarks5.ravel()])
+
+
 def select(
     records: Iterable[FaceRecord], *, split: str | None = None, sources: Sequence[str] | str | None = None
 ) -> list[FaceRecord]:
@@ -135,8 +148,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
+def write_rgb(path: str | Path, rgb: np.ndarray, params: Sequence[int] = ()) -> None:
     """Write a ``(H, W, 3)`` uint8 RGB image (format from the suffix, e.g. ``.png``), creating folders.
+
+    ``params`` go to ``cv2.imwrite`` (e.g. ``[cv2.IMWRITE_WEBP_QUALITY, 95]``).
 
     Raises:
         UserError: the suffix is not an image format or the file cannot be written.
@@ -144,7 +159,7 @@ def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        ok = cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        ok = cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), list(params))
     except cv2.error:
         ok = False
     if not ok:

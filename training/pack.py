@@ -11,7 +11,6 @@ as a run on the full folder.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from engine.align import warp_to_crop
 from engine.errors import UserError
-from training.faces import FaceRecord, aligned_matrix, by_identity, read_index, read_rgb, select
+from training.faces import FaceRecord, aligned_matrix, by_identity, read_index, read_rgb, select, write_index, write_rgb
 
 __all__ = ["choose_records", "pack_faces"]
 
@@ -95,25 +94,13 @@ def pack_faces(
         m, side = aligned_matrix(rec.landmarks5, crop_size, context=context)
         crop = warp_to_crop(read_rgb(rec.path), m, side)
         path = out / rec.source / f"{rec.name}.webp"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ok, buf = cv2.imencode(".webp", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_WEBP_QUALITY, quality])
-        if not ok:
-            raise UserError(f"cannot encode {rec.path} as WebP")
-        path.write_bytes(buf.tobytes())
+        write_rgb(path, crop, [cv2.IMWRITE_WEBP_QUALITY, quality])
         points = rec.landmarks5 @ m[:, :2].T + m[:, 2]
         packed.append(FaceRecord(path, rec.identity, rec.source, rec.split, points))
-    _write_index(out, packed)
+    write_index(out, packed)
     (out / "pack.json").write_text(json.dumps({
         "from": str(Path(faces_dir).resolve()), "images": len(packed), "identities": len(by_identity(packed)),
         "crop_size": crop_size, "context": context, "per_identity": per_identity, "quality": quality, "seed": seed,
     }, indent=1))
     return packed
 
-
-def _write_index(out: Path, records: Sequence[FaceRecord]) -> None:
-    with (out / "index.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "identity", "source", "split"] + [f"{a}{i}" for i in range(5) for a in "xy"])
-        for r in records:
-            w.writerow([r.path.relative_to(out).as_posix(), r.identity, r.source, r.split]
-                       + [f"{v:.3f}" for v in r.landmarks5.ravel()])
