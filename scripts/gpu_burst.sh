@@ -14,7 +14,7 @@ PACK=${PACK:-gpu/faces}; WORK=${WORK:-gpu}
 mkdir -p "$OUT"
 NASFE=($PY -c "import sys; from training.cli import main; sys.exit(main())")
 train() { "$@" 2>&1 | tr '\r' '\n' | grep -v '^\(retrain\|reference photos\|aligning\)' | tail -n 30; }
-COMMON=(--config ${CONFIG:-assets/engine/training/finetune_run_config.json} --set data.faces_dir=$PACK
+COMMON=(--config ${CONFIG:-assets/engine/training/finetune2_run_config.json} --set data.faces_dir=$PACK
         --set data.cache_dir=$WORK/cache --set amp=off --set threads=8 --set retrain.init=${INIT:-assets/engine/weights.safetensors} --set retrain.batch=$BATCH
         --set retrain.lr=${LR:-0.0003} --set retrain.lr_final=0.00001 --set export.onnx=false)
 if [ "${SKIP_CHECKS:-0}" = 0 ]; then
