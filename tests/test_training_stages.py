@@ -94,8 +94,10 @@ def test_retrain_init_fine_tunes_given_weights(smoke_run: Path, tmp_path: Path, 
     assert main(["retrain", "--resume", *_args(out, cache_dir), "--set", f"retrain.init={missing}"]) == 2
     assert capsys.readouterr().err.strip().endswith(f"retrain.init: weights file {missing} not found")
     init = smoke_run / "best" / "weights.safetensors"
+    saved = (out / "config.json").read_text()
     assert main(["retrain", "--resume", *_args(out, cache_dir), "--set", f"retrain.init={init}", "--set", "retrain.lr_warmup=-1"]) == 2
-    assert "retrain.lr_warmup: expected >= 0 steps, got -1" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip().endswith("config retrain.lr_warmup: expected >= 0 steps, got -1")
+    assert (out / "config.json").read_text() == saved  # rejected before it was written: --resume does not inherit it
     assert main(["all", "--resume", "--from", "retrain", *_args(out, cache_dir), "--set", f"retrain.init={init}", "--set", "retrain.steps=2",
                  "--set", "retrain.lr_warmup=1"]) == 0
     assert load_fused(out / "export" / "genotype.json", out / "export" / "weights.safetensors") is not None
@@ -150,6 +152,9 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert "config" in capsys.readouterr().err
     assert main(["pretrain", "--config", "smoke", "--out", str(tmp_path / "y"), "--set", "pretrain.stepz=3"]) == 2
     assert "unknown key(s) ['stepz']" in capsys.readouterr().err
+    assert main(["search", "--config", "smoke", "--out", str(tmp_path / "v"), "--set", "search.batch=0"]) == 2
+    assert capsys.readouterr().err.strip().endswith("config search.batch: expected >= 1, got 0")
+    assert not (tmp_path / "v").exists()
     assert main(["pretrain", "--config", "nope", "--out", str(tmp_path / "z")]) == 2
     assert "no run config 'nope'" in capsys.readouterr().err
     assert main(["search", "--config", "smoke", "--out", str(tmp_path / "w")]) == 2

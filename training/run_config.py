@@ -100,6 +100,12 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
+def _need(ok: bool, what: str) -> None:
+    """``ValueError(what)`` unless ``ok`` (:func:`_build` names the config section)."""
+    if not ok:
+        raise ValueError(what)
+
+
 @dataclass(frozen=True)
 class StageConfig:
     """Length, batch and bookkeeping intervals of one trained stage (see :class:`training.loop.LoopSettings`).
@@ -118,6 +124,13 @@ class StageConfig:
     eval_every: int = 200
     log_every: int = 10
     max_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        # Checked here, at load time, so a bad --set fails before config.json is written.
+        _need(self.steps >= 0 and self.patch >= 0 and self.val_images >= 0, "steps, patch and val_images must be >= 0")
+        _need(self.batch >= 1, f"batch: expected >= 1, got {self.batch}")
+        _need(self.lr > 0, f"lr: expected > 0, got {self.lr}")
+        _need(min(self.ckpt_every, self.eval_every, self.log_every) >= 0, "ckpt_every, eval_every and log_every must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -201,6 +214,11 @@ class RetrainConfig(StageConfig):
     init: str = ""
     lr_warmup: int = 0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _need(self.lr_final > 0, f"lr_final: expected > 0, got {self.lr_final}")
+        _need(self.lr_warmup >= 0, f"lr_warmup: expected >= 0 steps, got {self.lr_warmup}")
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -273,7 +291,10 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     if unknown:
         raise UserError(f"config {where or 'root'}: unknown key(s) {unknown}; known: {sorted(names)}")
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}".lstrip(".")) for k, v in values.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise UserError(f"config {where + '.' if where else ''}{exc}") from None
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -82,8 +82,6 @@ def run(ctx: RunContext) -> None:
     genotype = Genotype.load(gpath, net_cfg)
     if cfg.init and not Path(cfg.init).is_file():
         raise UserError(f"retrain.init: weights file {cfg.init} not found")
-    if cfg.lr_warmup < 0:
-        raise UserError(f"retrain.lr_warmup: expected >= 0 steps, got {cfg.lr_warmup}")
     needed = search.weights_path(ctx) if cfg.from_search else pretrain.weights_path(ctx)
     if not cfg.init and not needed.is_file():
         raise UserError(f"{needed} not found: run the earlier stages first")
