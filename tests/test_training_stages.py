@@ -20,7 +20,8 @@ from engine.build import load_fused
 from engine.configs import get_config
 from training.checkpoint import latest_checkpoint
 from training.cli import main
-from training.stages.common import cosine_lr
+from training.stages.common import cosine_lr, set_lr
+from training.stages.retrain import _param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT.parent / "shared" / "faces"
@@ -193,3 +194,16 @@ def test_cosine_lr_warms_up_linearly_then_follows_the_cosine() -> None:
     assert warm[9:] == plain[9:]  # from the end of the ramp on, the same cosine
     with pytest.raises(ValueError, match="warmup"):
         cosine_lr(0, total, lr, final, warmup=-1)
+
+
+def test_parameters_new_to_the_init_weights_train_at_the_scaled_rate() -> None:
+    """``retrain.new_lr_scale``: a part the init file lacked gets its own Adam group at ``scale * lr``;
+    the schedule keeps the ratio at every step."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    opt = torch.optim.Adam(_param_groups(model, ["1.weight", "1.bias", "running_mean"], 10.0), lr=1e-3)
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 2]
+    assert opt.param_groups[1]["params"][0] is model[1].weight
+    for lr in (1e-3, 3e-5):
+        set_lr(opt, lr)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([lr, 10 * lr])
+    assert len(_param_groups(model, [], 10.0)) == 1

@@ -203,6 +203,9 @@ class RetrainConfig(StageConfig):
             initialisation and are listed. Empty: start as ``from_search`` says.
         lr_warmup: steps of linear learning-rate warm-up from ~0 (for fine-tuning with ``init``:
             both CPU fine-tunes lost 0.3-0.4 dB of validation PSNR in their first 200 steps).
+        new_lr_scale: learning-rate factor for the parameters ``init`` lacks: a part added since
+            starts from scratch beside converged weights that want a small rate (a head part added
+            in session 6 barely moved in 900 steps at 1e-4; MODEL card).
     """
 
     lr: float = 5e-4
@@ -213,10 +216,12 @@ class RetrainConfig(StageConfig):
     bn_batches: int = 4
     init: str = ""
     lr_warmup: int = 0
+    new_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _need(self.lr_final > 0, f"lr_final: expected > 0, got {self.lr_final}")
+        _need(self.new_lr_scale > 0, f"new_lr_scale: expected > 0, got {self.new_lr_scale}")
         _need(self.lr_warmup >= 0, f"lr_warmup: expected >= 0 steps, got {self.lr_warmup}")
 
 

@@ -71,8 +71,9 @@ def cosine_lr(step: int, total: int, lr: float, lr_final: float, warmup: int = 0
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's rate to ``lr`` times its ``lr_scale`` (1 when the group has none)."""
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def identity_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from engine.build import build_fused, build_supernet, derive_fused, save_fused
@@ -58,18 +59,30 @@ def weights_path(ctx: RunContext) -> Path:
     return ctx.stage_dir(NAME) / "weights.safetensors"
 
 
-def _initial_network(ctx: RunContext, genotype: Genotype):
+def _initial_network(ctx: RunContext, genotype: Genotype) -> tuple[nn.Module, list[str]]:
+    """The network to retrain and the names of the parameters ``retrain.init`` lacked (if any)."""
     cfg, net_cfg = ctx.cfg.retrain, ctx.net
     if cfg.from_search and not cfg.init:
         supernet = build_supernet(net_cfg)
         load_weights(search.weights_path(ctx), {"": supernet})
-        return derive_fused(supernet, genotype).train()
+        return derive_fused(supernet, genotype).train(), []
     net = build_fused(genotype, net_cfg, seed=derive_seed(ctx.cfg.seed, stream_id("init-retrain")))
+    kept: list[str] = []
     if not cfg.init:
         load_weights(pretrain.weights_path(ctx), {"encoders": net.encoders, "classifier": net.classifier})
     elif kept := load_fused_weights(net, cfg.init, allow_missing=True):
-        tqdm.write(f"[retrain] {cfg.init} lacks {len(kept)} tensors, kept at their initialisation: {', '.join(kept)}")
-    return net
+        tqdm.write(f"[retrain] {cfg.init} lacks {len(kept)} tensors, kept at their initialisation "
+                   f"(learning rate x{cfg.new_lr_scale:g}): {', '.join(kept)}")
+    return net, kept
+
+
+def _param_groups(model: nn.Module, new: list[str], scale: float) -> list[dict]:
+    """Adam groups: the parameters in ``new`` train at ``scale`` times the stage's rate."""
+    fresh = set(new)
+    groups = [{"params": [p for n, p in model.named_parameters() if n not in fresh]}]
+    if fresh:
+        groups.append({"params": [p for n, p in model.named_parameters() if n in fresh], "lr_scale": scale})
+    return groups
 
 
 def run(ctx: RunContext) -> None:
@@ -86,9 +99,10 @@ def run(ctx: RunContext) -> None:
     if not cfg.init and not needed.is_file():
         raise UserError(f"{needed} not found: run the earlier stages first")
     train_idx, val_idx = ctx.split
-    model = _initial_network(ctx, genotype).to(rt.device)
+    model, new = _initial_network(ctx, genotype)
+    model = model.to(rt.device)
     net = rt.wrap(model)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(_param_groups(model, new, cfg.new_lr_scale), lr=cfg.lr)
     scaler = rt.grad_scaler()
     loop = StageLoop(NAME, ctx.stage_dir(NAME), loop_settings(cfg), rt, {"net": model}, {"adam": opt},
                      metrics=["loss", "l2", "per", "iden", "bce", "lr"], val_metrics=["psnr", "psnr_noid", "psnr_input"],
