@@ -207,3 +207,4 @@ def test_parameters_new_to_the_init_weights_train_at_the_scaled_rate() -> None:
         set_lr(opt, lr)
         assert [g["lr"] for g in opt.param_groups] == pytest.approx([lr, 10 * lr])
     assert len(_param_groups(model, [], 10.0)) == 1
+    assert len(_param_groups(model, ["running_mean"], 10.0)) == 1

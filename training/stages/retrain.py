@@ -79,10 +79,10 @@ def _initial_network(ctx: RunContext, genotype: Genotype) -> tuple[nn.Module, li
 def _param_groups(model: nn.Module, new: list[str], scale: float) -> list[dict]:
     """Adam groups: the parameters in ``new`` train at ``scale`` times the stage's rate."""
     fresh = set(new)
-    groups = [{"params": [p for n, p in model.named_parameters() if n not in fresh]}]
-    if fresh:
-        groups.append({"params": [p for n, p in model.named_parameters() if n in fresh], "lr_scale": scale})
-    return groups
+    named = list(model.named_parameters())
+    scaled = [p for n, p in named if n in fresh]  # ``new`` may also name buffers
+    groups = [{"params": [p for n, p in named if n not in fresh]}]
+    return groups + [{"params": scaled, "lr_scale": scale}] if scaled else groups
 
 
 def run(ctx: RunContext) -> None:
