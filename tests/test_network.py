@@ -67,15 +67,19 @@ def _inputs(cfg: NASFEConfig, batch: int, size: int | None = None, seed: int = 0
 
 
 def test_config_registry():
-    assert {"smoke", "rt", "paper"} <= set(list_configs())
+    assert {"smoke", "rt", "rt_wide", "paper"} <= set(list_configs())
     with pytest.raises(ValueError, match="already registered"):
         register_config(SMOKE)
     with pytest.raises(UserError, match="unknown network config 'huge'.*smoke"):
         get_config("huge")
-    for name in ("smoke", "rt", "paper"):
+    for name in ("smoke", "rt", "rt_wide", "paper"):
         cfg = get_config(name)
         assert cfg.id_channels == 128 and cfg.crop_size % cfg.size_multiple == 0
     assert get_config("paper").blocks == 12
+    # rt_wide is rt widened: same search space and topology, so rt's genotypes fit it.
+    rt, wide = get_config("rt"), get_config("rt_wide")
+    assert (wide.ops, wide.layers, wide.blocks, wide.levels) == (rt.ops, rt.layers, rt.blocks, rt.levels)
+    assert wide.dec_channels > rt.dec_channels and min(wide.fusion_channels) > min(rt.fusion_channels)
 
 
 def test_config_validation():
@@ -427,10 +431,11 @@ def test_pretrained_encoder_and_classifier_load_into_the_supernet(tmp_path):
 # --- budgets ----------------------------------------------------------------------------------------
 
 
-def test_rt_flops_budget_for_any_derivable_network():
-    cfg = get_config("rt")
+@pytest.mark.parametrize(("name", "budget"), [("rt", 1.5e9), ("rt_wide", 3.1e9)])
+def test_rt_flops_budget_for_any_derivable_network(name: str, budget: float):
+    cfg = get_config(name)
     worst = worst_case(cfg)
-    assert worst.flops <= 1.5e9
+    assert worst.flops <= budget
     # The bound really is the maximum: derived networks of random architectures stay below it.
     for seed in range(3):
         sn = build_supernet(cfg, seed=seed)

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from engine.configs import list_configs
 from engine.errors import UserError
 from facecam.files import atomic_path
 from facecam.commands.common import setup_logging
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--genotype", type=Path, metavar="FILE", help="genotype of --weights (default: beside it or recorded in it)")
     parser.add_argument(
         "--random", metavar="CONFIG",
-        help="time a random-weight network of this config (smoke, rt, paper) instead of trained weights",
+        help=f"time a random-weight network of this config ({', '.join(list_configs())}) instead of trained weights",
     )
     parser.add_argument("--frames", type=_positive_int, default=300, metavar="N", help="timed pipeline frames per size (0 skips it; default 300)")
     parser.add_argument("--runs", type=_positive_int, default=50, metavar="N", help="timed engine calls per batch size (default 50)")

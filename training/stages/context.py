@@ -75,7 +75,7 @@ class RunContext:
 
 def add_run_arguments(parser: argparse.ArgumentParser, max_minutes_help: str) -> None:
     """The options every training command shares."""
-    parser.add_argument("--config", help="run config: smoke, rt, paper, or a .json path "
+    parser.add_argument("--config", help="run config: smoke, rt, rt_wide, paper, or a .json path "
                         "(default with --resume: the run's own config.json)")
     parser.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/rt1")
     parser.add_argument("--resume", action="store_true",
