@@ -115,8 +115,10 @@ def test_load_weights_mismatch_is_user_error(tmp_path: Path) -> None:
     from engine.errors import UserError
 
     save_weights(tmp_path / "w.safetensors", {"": nn.Linear(3, 2)})
-    with pytest.raises(UserError, match="does not fit"):
+    with pytest.raises(UserError, match="does not match the network.*of another shape"):
         load_weights(tmp_path / "w.safetensors", {"": nn.Linear(4, 2)})
+    with pytest.raises(UserError, match="no tensors under prefix 'net.'"):
+        load_weights(tmp_path / "w.safetensors", {"net": nn.Linear(3, 2)})
 
 
 def test_no_pickle_in_training_code() -> None:

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from engine.build import load_weights as load_module_weights
 from engine.errors import UserError
 
 __all__ = [
@@ -81,20 +82,14 @@ def save_weights(path: Path, modules: dict[str, nn.Module], metadata: dict[str, 
     os.replace(tmp, path)
 
 
-def load_weights(path: Path, modules: dict[str, nn.Module], strict: bool = True) -> None:
-    """Inverse of :func:`save_weights`: fill each module from its prefixed keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    tensors = load_file(str(path))
+def load_weights(path: Path, modules: dict[str, nn.Module]) -> None:
+    """Inverse of :func:`save_weights`: fill each module from its prefixed keys, strictly.
+
+    Raises:
+        UserError: missing/corrupt file, or a module whose keys or shapes do not match.
+    """
     for name, module in modules.items():
-        prefix = f"{name}." if name else ""
-        own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(own, strict=strict)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise UserError(f"{path} does not fit module {name or 'model'!r}: {first}") from None
+        load_module_weights(module, path, prefix=f"{name}." if name else "")
 
 
 def _optimizer_split(opt: torch.optim.Optimizer, name: str) -> tuple[dict[str, torch.Tensor], dict]:

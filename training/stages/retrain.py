@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.build import build_fused, build_supernet, derive_fused, save_fused
-from engine.build import load_weights as load_fused_weights  # training.checkpoint has its own load_weights
+from engine.build import load_weights as load_fused_weights  # one module, optionally lenient
 from engine.errors import UserError
 from engine.genotype import Genotype
 from engine.recognition import DlibCropFeatures, load_dlib_resnet
