@@ -174,7 +174,7 @@ register_config(
     )
 )
 
-register_config(
+_RT = register_config(
     NASFEConfig(
         name="rt",
         description=(
@@ -197,25 +197,17 @@ register_config(
 )
 
 register_config(
-    NASFEConfig(
+    dataclasses.replace(
+        _RT,
         name="rt_wide",
         description=(
             "rt at twice the encoder/decoder width and 1.5x the fusion width (rt's 16-channel decoder "
             "limits detail): rt's genotype costs 1.36 GFLOPs per 128x128 crop here (rt: 0.48), 11 ms "
             "per face on OpenVINO with one CPU thread (rt: 6.5); <= 3.1 GFLOPs for any derived network."
         ),
-        crop_size=128,
-        stem=2,
         enc_channels=32,
-        enc_blocks=1,
-        fusion_down=1,
         fusion_channels=(48, 96),
-        layers=4,
-        blocks=3,
-        ops=RT_OPS,
         dec_channels=32,
-        dec_blocks=1,
-        cls_channels=(16, 32, 64),
     )
 )
 
