@@ -5,12 +5,13 @@
 # folder (`nasfe-train pack --out gpu/faces`), both sized to end SCRIPT_S seconds after the start:
 #   ft    fine-tunes the shipped rt engine with its own run config (CONFIG=);
 #   wide  trains rt_wide (engine/configs.py) on the shipped genotype from scratch: PRETRAIN_MIN
-#         minutes of encoder pretraining, then retrain.
+#         minutes of encoder pretraining, then retrain; or, with WIDE_INIT=FILE (e.g. a CPU run's
+#         best weights copied into gpu/), retrain from those weights.
 # Each retrain first runs ~PROBE steps, is stopped (SIGINT checkpoints) and resumes with the step
 # count its measured rate fits into the time left, so the cosine schedule ends on time; `timeout`
 # stops it (with a checkpoint) if that estimate was long. Optional: scripts/gpu_check.sh first.
 # Back in $OUT: NAME_best/last.safetensors and NAME.tgz (logs, validation, run config).
-# Usage: OUT=out SCRIPT_S=540 bash scripts/gpu_burst.sh      (BATCH=, FT_LR=, WIDE_LR=, CHECKS=1)
+# Usage: OUT=out SCRIPT_S=535 bash scripts/gpu_burst.sh      (BATCH=, FT_LR=, WIDE_LR=, WIDE_INIT=, CHECKS=1)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -58,6 +59,10 @@ ft() {
 
 wide() {
   mkdir -p $WORK/wide && sed 's/"config": "rt"/"config": "rt_wide"/' assets/engine/genotype.json > $WORK/wide/genotype.json
+  if [ -n "${WIDE_INIT:-}" ]; then
+    retrain wide --config $CONFIG $(common wide) --set engine=rt_wide --set retrain.init=$WIDE_INIT --set retrain.lr=${WIDE_LR:-0.0005}
+    return
+  fi
   "${NASFE[@]}" pretrain --out $WORK/wide --config $CONFIG $(common wide) --set engine=rt_wide --set pretrain.batch=64 \
     --set pretrain.steps=100000 --set pretrain.max_minutes=$PRETRAIN_MIN --set pretrain.eval_every=200 >>$WORK/wide.log 2>&1 ||
     { echo "wide: pretrain failed"; tail -5 $WORK/wide.log; return 1; }
