@@ -15,7 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-OUT=${OUT:-gpu/out}; SCRIPT_S=${SCRIPT_S:-540}; BATCH=${BATCH:-192}; PROBE=${PROBE:-60}; PY=${PY:-python3}
+OUT=${OUT:-gpu/out}; SCRIPT_S=${SCRIPT_S:-535}; BATCH=${BATCH:-192}; PROBE=${PROBE:-60}; PY=${PY:-python3}
 PACK=${PACK:-gpu/faces}; WORK=${WORK:-gpu/work}; PRETRAIN_MIN=${PRETRAIN_MIN:-1.0}; THREADS=${THREADS:-4}
 CONFIG=${CONFIG:-assets/engine/training/finetune2_run_config.json}
 mkdir -p "$OUT" "$WORK"
